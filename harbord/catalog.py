@@ -1,0 +1,278 @@
+"""SQLite schema, migrations and catalog queries (sqlite-utils).
+
+One database file (``<paths.state>/harbord.db``, WAL mode) holds the catalog (items, files,
+objects), the durable job table (see :mod:`harbord.queue`) and the MQTT outbox. The daemon is
+the single writer of catalog rows; CLI commands read, and ``retry`` flips job states.
+
+Schema (version = ``PRAGMA user_version``):
+
+- ``objects(hash PK, size, ext, path, refcount, created_at)``: one row per stored blob;
+  ``refcount`` counts the ``files`` rows that point at it.
+- ``items(id PK, object_hash UNIQUE, title, year, media_type, season, episode, parsed,
+  probe, sidecars, enrichment, series, user_fields, source, created_at, updated_at)``:
+  one item per distinct content; JSON columns hold handler facts.
+- ``files(id PK, path, size, mtime, item_id, object_hash, source, job_id, present, seen_at)``:
+  every path a content was seen at (duplicates are more files of one item).
+- ``jobs``: see :mod:`harbord.queue`. ``outbox``: see :mod:`harbord.mqtt`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from harbord.errors import CatalogError
+from harbord.job import Job
+
+Migration = Callable[[Database], None]
+
+
+def _m1_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE objects (
+            hash TEXT PRIMARY KEY, size INTEGER NOT NULL, ext TEXT NOT NULL,
+            path TEXT NOT NULL, refcount INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL
+        );
+        CREATE TABLE items (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            object_hash TEXT UNIQUE REFERENCES objects(hash),
+            title TEXT, year INTEGER, media_type TEXT, season INTEGER, episode TEXT,
+            parsed TEXT NOT NULL DEFAULT '{}', probe TEXT NOT NULL DEFAULT '{}',
+            sidecars TEXT NOT NULL DEFAULT '{}', enrichment TEXT NOT NULL DEFAULT '{}',
+            series TEXT NOT NULL DEFAULT '{}', user_fields TEXT NOT NULL DEFAULT '[]',
+            source TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL
+        );
+        CREATE TABLE files (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            path TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL,
+            item_id INTEGER REFERENCES items(id), object_hash TEXT REFERENCES objects(hash),
+            source TEXT, job_id TEXT, present INTEGER NOT NULL DEFAULT 1, seen_at REAL NOT NULL,
+            UNIQUE(path, size, mtime)
+        );
+        CREATE INDEX files_item ON files(item_id);
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY, path TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL,
+            source TEXT NOT NULL, state TEXT NOT NULL, stage INTEGER NOT NULL DEFAULT 0,
+            outcome TEXT, record TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL, last_error TEXT, created_at REAL NOT NULL,
+            updated_at REAL NOT NULL, UNIQUE(path, size, mtime)
+        );
+        CREATE INDEX jobs_state ON jobs(state, next_attempt_at);
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload TEXT NOT NULL,
+            qos INTEGER NOT NULL DEFAULT 1, retain INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [_m1_initial]
+"""Schema migrations in order; migration ``i`` brings ``user_version`` from ``i`` to ``i + 1``.
+Append, never edit a released one."""
+
+
+def open_db(path: Path | str) -> Database:
+    """Open (creating if needed) the harbord database and bring its schema up to date.
+
+    WAL journal, ``synchronous=NORMAL`` (durable at checkpoints, never corrupt), 10 s busy
+    timeout so a CLI command and the daemon can share the file. Raises CatalogError if the file
+    cannot be opened or is not a harbord database.
+    """
+    try:
+        conn = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False)
+        db = Database(conn)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        migrate(db)
+    except sqlite3.DatabaseError as err:
+        raise CatalogError(f"cannot open database {path}: {err}") from err
+    return db
+
+
+def migrate(db: Database) -> int:
+    """Apply pending migrations, each in its own transaction; returns the schema version."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise CatalogError(f"database schema {version} is newer than this harbord ({len(MIGRATIONS)})")
+    for index in range(version, len(MIGRATIONS)):
+        with db.atomic():
+            MIGRATIONS[index](db)
+            db.execute(f"PRAGMA user_version = {index + 1}")
+    return len(MIGRATIONS)
+
+
+def _loads(row: dict[str, Any], *keys: str) -> dict[str, Any]:
+    for key in keys:
+        if isinstance(row.get(key), str):
+            row[key] = json.loads(row[key])
+    return row
+
+
+ITEM_JSON = ("parsed", "probe", "sidecars", "enrichment", "series", "user_fields")
+
+
+class Catalog:
+    """Queries over items, files and objects. All methods run on the caller's thread."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # objects -----------------------------------------------------------------------------
+    def get_object(self, file_hash: str) -> dict[str, Any] | None:
+        """The objects row for a BLAKE3 hex hash, or None."""
+        rows = list(self.db.query("SELECT * FROM objects WHERE hash = ?", [file_hash]))
+        return rows[0] if rows else None
+
+    def add_object(self, file_hash: str, size: int, ext: str, path: str) -> bool:
+        """Record a stored object (size in bytes); returns False when it was already known."""
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO objects(hash, size, ext, path, refcount, created_at) "
+            "VALUES (?, ?, ?, ?, 0, ?)",
+            [file_hash, size, ext, path, time.time()],
+        )
+        return cur.rowcount == 1
+
+    # items -------------------------------------------------------------------------------
+    def item_id_for_object(self, file_hash: str) -> int | None:
+        """The item holding this content, or None."""
+        row = self.db.execute("SELECT id FROM items WHERE object_hash = ?", [file_hash]).fetchone()
+        return int(row[0]) if row else None
+
+    def upsert_item(self, job: Job) -> int:
+        """Create or update the item for ``job.file_hash`` from what the job knows.
+
+        Columns named in the item's ``user_fields`` (edited by a person) are never overwritten.
+        Returns the item id. Raises CatalogError if the job has no hash.
+        """
+        if not job.file_hash:
+            raise CatalogError(f"{job.path}: cannot catalog an item without a content hash")
+        parsed = job.parsed
+        episode = parsed.get("episode")
+        values: dict[str, Any] = {
+            "title": parsed.get("title"),
+            "year": parsed.get("year"),
+            "media_type": job.media_type,
+            "season": parsed.get("season") if isinstance(parsed.get("season"), int) else None,
+            "episode": json.dumps(episode) if isinstance(episode, list) else episode,
+            "parsed": json.dumps(parsed, default=str),
+            "probe": json.dumps(job.probe, default=str),
+            "sidecars": json.dumps(job.sidecars),
+            "enrichment": json.dumps(job.enrichment, default=str),
+            "series": json.dumps(job.series, default=str),
+            "source": job.source,
+        }
+        now = time.time()
+        with self.db.atomic():
+            existing = self.item_id_for_object(job.file_hash)
+            if existing is None:
+                values.update(object_hash=job.file_hash, created_at=now, updated_at=now)
+                cols = ", ".join(values)
+                marks = ", ".join("?" for _ in values)
+                cur = self.db.execute(f"INSERT INTO items({cols}) VALUES ({marks})", list(values.values()))
+                return int(cur.lastrowid or 0)
+            user = set(json.loads(self.db.execute(
+                "SELECT user_fields FROM items WHERE id = ?", [existing]).fetchone()[0]))
+            values = {k: v for k, v in values.items() if k not in user}
+            values["updated_at"] = now
+            sets = ", ".join(f"{k} = ?" for k in values)
+            self.db.execute(f"UPDATE items SET {sets} WHERE id = ?", [*values.values(), existing])
+            return existing
+
+    def update_item(self, item_id: int, fields: dict[str, Any], *, user: bool = False) -> None:
+        """Set columns of one item. With ``user=True`` the columns become user-edited (locked
+        against handlers); otherwise user-edited columns are left as they are."""
+        allowed = {"title", "year", "media_type", "season", "episode", *ITEM_JSON}
+        bad = set(fields) - allowed
+        if bad:
+            raise CatalogError(f"unknown item field(s): {sorted(bad)}")
+        with self.db.atomic():
+            row = self.db.execute("SELECT user_fields FROM items WHERE id = ?", [item_id]).fetchone()
+            if row is None:
+                raise CatalogError(f"no item {item_id}")
+            locked = set(json.loads(row[0]))
+            if user:
+                locked |= set(fields)
+            else:
+                fields = {k: v for k, v in fields.items() if k not in locked}
+            values = {
+                k: json.dumps(v, default=str) if k in ITEM_JSON else v for k, v in fields.items()
+            }
+            values["user_fields"] = json.dumps(sorted(locked))
+            values["updated_at"] = time.time()
+            sets = ", ".join(f"{k} = ?" for k in values)
+            self.db.execute(f"UPDATE items SET {sets} WHERE id = ?", [*values.values(), item_id])
+
+    def get_item(self, item_id: int) -> dict[str, Any] | None:
+        """One item with its JSON columns decoded, its object row and its files; or None."""
+        rows = list(self.db.query("SELECT * FROM items WHERE id = ?", [item_id]))
+        if not rows:
+            return None
+        item = _loads(rows[0], *ITEM_JSON)
+        item["object"] = self.get_object(item["object_hash"]) if item["object_hash"] else None
+        item["files"] = list(
+            self.db.query(
+                "SELECT path, size, mtime, source, job_id, present, seen_at FROM files "
+                "WHERE item_id = ? ORDER BY id", [item_id]
+            )
+        )
+        return item
+
+    def item_id_for_path(self, path: str) -> int | None:
+        """The item a file path was last seen as, or None."""
+        row = self.db.execute(
+            "SELECT item_id FROM files WHERE path = ? ORDER BY id DESC LIMIT 1", [path]
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    # files -------------------------------------------------------------------------------
+    def add_file(self, job: Job, item_id: int, present: bool) -> None:
+        """Record that ``job.path`` (size, mtime at settle) holds the content of ``item_id``.
+
+        Idempotent: the same path+size+mtime is recorded once, and bumps the object's refcount
+        once. ``present`` is False when the file was moved into the library.
+        """
+        with self.db.atomic():
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO files(path, size, mtime, item_id, object_hash, source, "
+                "job_id, present, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [job.path, job.size, job.mtime, item_id, job.file_hash, job.source, job.id,
+                 int(present), time.time()],
+            )
+            if cur.rowcount == 1:
+                self.db.execute(
+                    "UPDATE objects SET refcount = refcount + 1 WHERE hash = ?", [job.file_hash]
+                )
+            else:
+                self.db.execute(
+                    "UPDATE files SET present = ? WHERE path = ? AND size = ? AND mtime = ?",
+                    [int(present), job.path, job.size, job.mtime],
+                )
+
+    def file_seen(self, path: str, size: int, mtime: float) -> bool:
+        """True if this path with this size (bytes) and mtime (s) is already catalogued."""
+        row = self.db.execute(
+            "SELECT 1 FROM files WHERE path = ? AND size = ? AND mtime = ?", [path, size, mtime]
+        ).fetchone()
+        return row is not None
+
+    # totals ------------------------------------------------------------------------------
+    def totals(self) -> dict[str, int]:
+        """``{"items": n, "objects": n, "bytes": n}`` (bytes = sum of stored object sizes)."""
+        items = self.db.execute("SELECT count(*) FROM items").fetchone()[0]
+        objects, size = self.db.execute("SELECT count(*), coalesce(sum(size), 0) FROM objects").fetchone()
+        return {"items": int(items), "objects": int(objects), "bytes": int(size)}
+
+    def last_item(self) -> dict[str, Any] | None:
+        """The most recently updated item's id, title, media_type and year, or None."""
+        rows = list(self.db.query(
+            "SELECT id, title, media_type, year FROM items ORDER BY updated_at DESC LIMIT 1"))
+        return rows[0] if rows else None

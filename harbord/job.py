@@ -1,0 +1,60 @@
+"""Job: the immutable record that flows through the handler chain.
+
+A handler returns ``dataclasses.replace(job, ...)``; the job table stores ``job.to_json()``
+after every stage so a restart resumes with what earlier stages learnt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+MEDIA_TYPES = ("movie", "episode", "music", "video", "photo", "other")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file's progress through the chain.
+
+    Fields filled by the core: ``id`` (stable job id, 32 hex chars), ``path`` (absolute path
+    of the dropped file), ``source`` (watch kind: inbox, internet_archive, youtube, photos, cli),
+    ``watch_root`` (the watched folder it came from, or None), ``size`` (bytes) and ``mtime``
+    (seconds since the epoch) at settle time, ``action`` (move|copy|link|keep).
+
+    Fields filled by handlers: ``sidecars`` (kind -> path), ``parsed`` (guessit facts),
+    ``media_type`` (one of MEDIA_TYPES), ``probe`` (pymediainfo/EXIF facts), ``file_hash``
+    (BLAKE3 hex, 64 chars), ``object_path`` (path of the content-addressed object),
+    ``item_id`` (catalog row), ``vectors`` (embedding space -> vector id), ``enrichment``,
+    ``series``.
+    """
+
+    id: str
+    path: str
+    source: str = "inbox"
+    watch_root: str | None = None
+    size: int = 0
+    mtime: float = 0.0
+    action: str = "move"
+    sidecars: dict[str, str] = field(default_factory=dict)
+    parsed: dict[str, Any] = field(default_factory=dict)
+    media_type: str | None = None
+    probe: dict[str, Any] = field(default_factory=dict)
+    file_hash: str | None = None
+    object_path: str | None = None
+    item_id: int | None = None
+    vectors: dict[str, int] = field(default_factory=dict)
+    enrichment: dict[str, Any] = field(default_factory=dict)
+    series: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Serialise to a JSON object string (every field, keys sorted)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> Job:
+        """Inverse of :meth:`to_json`; unknown keys (from a newer version) are ignored."""
+        data = json.loads(text)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

@@ -1,0 +1,237 @@
+"""The durable job table: enqueue, claim, advance, finish, fail, retry, dead.
+
+A row is the truth about one file's progress: ``state`` is one of
+
+- ``pending``  waiting for a worker (``next_attempt_at`` may delay it),
+- ``running``  claimed by a worker; rows left running at start-up go back to pending,
+- ``done``     finished, ``outcome`` = ingested | duplicate | ignored,
+- ``failed``   a permanent error (no automatic retry), or a retryable one waiting for its
+               backoff (``next_attempt_at`` set),
+- ``dead``     a retryable error that used up ``max_attempts``; stays until ``harbord retry``.
+
+``stage`` is the index of the next handler to run and ``record`` the Job as JSON, both updated
+after every stage in one transaction, so a crash resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from harbord.job import Job
+
+STATES = ("pending", "running", "done", "failed", "dead")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A job a worker holds: its id, the next stage index and the record."""
+
+    job_id: str
+    stage: int
+    job: Job
+    attempts: int
+
+
+def backoff_seconds(attempts: int, base: float, cap: float) -> float:
+    """Delay before retry number ``attempts`` (1-based): ``base * 2**(attempts-1)``, capped."""
+    return float(min(cap, base * 2 ** max(0, attempts - 1)))
+
+
+class JobQueue:
+    """Job table operations; every write is one transaction."""
+
+    def __init__(
+        self, db: Database, max_attempts: int = 5, retry_base: float = 30.0, retry_cap: float = 3600.0
+    ) -> None:
+        self.db = db
+        self.max_attempts = max_attempts
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+
+    def enqueue(
+        self,
+        path: str,
+        size: int,
+        mtime: float,
+        *,
+        source: str = "inbox",
+        watch_root: str | None = None,
+        action: str = "move",
+    ) -> tuple[str, bool]:
+        """Add a job for a settled file (size in bytes, mtime in seconds).
+
+        Returns ``(job_id, created)``. The same unchanged file (path, size, mtime) makes one
+        job: a second call returns the first job's id with ``created=False``, whatever its state.
+        """
+        now = time.time()
+        job_id = uuid.uuid4().hex
+        job = Job(id=job_id, path=path, source=source, watch_root=watch_root, size=size,
+                  mtime=mtime, action=action)
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO jobs(id, path, size, mtime, source, state, stage, record, "
+            "attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, 0, ?, ?)",
+            [job_id, path, size, mtime, source, job.to_json(), now, now],
+        )
+        if cur.rowcount == 1:
+            return job_id, True
+        row = self.db.execute(
+            "SELECT id FROM jobs WHERE path = ? AND size = ? AND mtime = ?", [path, size, mtime]
+        ).fetchone()
+        return str(row[0]), False
+
+    def claim(self, only: set[str] | None = None) -> Claimed | None:
+        """Atomically take the oldest runnable job (pending, or failed/pending whose
+        ``next_attempt_at`` has passed) and mark it running. ``only`` limits to these ids."""
+        now = time.time()
+        where = (
+            "(state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= :now)) OR "
+            "(state = 'failed' AND next_attempt_at IS NOT NULL AND next_attempt_at <= :now)"
+        )
+        params: dict[str, Any] = {"now": now}
+        if only is not None:
+            if not only:
+                return None
+            marks = ", ".join(f":id{i}" for i in range(len(only)))
+            where = f"({where}) AND id IN ({marks})"
+            params.update({f"id{i}": job_id for i, job_id in enumerate(sorted(only))})
+        with self.db.atomic():
+            row = self.db.execute(
+                f"SELECT id FROM jobs WHERE {where} ORDER BY created_at, rowid LIMIT 1", params
+            ).fetchone()
+            if row is None:
+                return None
+            got = self.db.execute(
+                "UPDATE jobs SET state = 'running', updated_at = ? WHERE id = ? "
+                "RETURNING id, stage, record, attempts",
+                [now, row[0]],
+            ).fetchone()
+        return Claimed(got[0], int(got[1]), Job.from_json(got[2]), int(got[3]))
+
+    def advance(self, job_id: str, stage: int, job: Job) -> None:
+        """Record that stages before ``stage`` are done and ``job`` is what they produced."""
+        self.db.execute(
+            "UPDATE jobs SET stage = ?, record = ?, updated_at = ? WHERE id = ?",
+            [stage, job.to_json(), time.time(), job_id],
+        )
+
+    def finish(self, job_id: str, outcome: str, job: Job) -> None:
+        """Mark a job done with ``outcome`` (ingested, duplicate, ignored)."""
+        self.db.execute(
+            "UPDATE jobs SET state = 'done', outcome = ?, record = ?, last_error = NULL, "
+            "next_attempt_at = NULL, updated_at = ? WHERE id = ?",
+            [outcome, job.to_json(), time.time(), job_id],
+        )
+
+    def fail(self, job_id: str, error: str, *, retryable: bool) -> str:
+        """Record a failure; returns the new state.
+
+        Retryable: ``failed`` with ``next_attempt_at`` = now + backoff, or ``dead`` once
+        ``max_attempts`` is reached. Permanent: ``failed`` with no automatic retry.
+        """
+        now = time.time()
+        with self.db.atomic():
+            row = self.db.execute("SELECT attempts FROM jobs WHERE id = ?", [job_id]).fetchone()
+            attempts = int(row[0]) + 1 if row else 1
+            if retryable and attempts < self.max_attempts:
+                state = "failed"
+                next_at: float | None = now + backoff_seconds(attempts, self.retry_base, self.retry_cap)
+            elif retryable:
+                state, next_at = "dead", None
+            else:
+                state, next_at = "failed", None
+            self.db.execute(
+                "UPDATE jobs SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, "
+                "outcome = 'failed', updated_at = ? WHERE id = ?",
+                [state, attempts, next_at, error, now, job_id],
+            )
+        return state
+
+    def release(self, job_id: str) -> None:
+        """Put a running job back to pending (a clean shutdown parking its stage)."""
+        self.db.execute(
+            "UPDATE jobs SET state = 'pending', updated_at = ? WHERE id = ? AND state = 'running'",
+            [time.time(), job_id],
+        )
+
+    def recover(self) -> int:
+        """At start-up: rows left ``running`` by a crash go back to ``pending``; returns how many."""
+        cur = self.db.execute(
+            "UPDATE jobs SET state = 'pending', updated_at = ? WHERE state = 'running'", [time.time()]
+        )
+        return cur.rowcount
+
+    def retry(self, job_id: str | None = None, states: tuple[str, ...] = ()) -> list[str]:
+        """Reset jobs to pending with zero attempts: one id, or every job in ``states``
+        (``failed`` and/or ``dead``). Returns the ids reset."""
+        if job_id is not None:
+            where, params = "id = ? AND state IN ('failed', 'dead')", [job_id]
+        else:
+            if not states:
+                return []
+            where = f"state IN ({', '.join('?' for _ in states)})"
+            params = list(states)
+        with self.db.atomic():
+            ids = [r[0] for r in self.db.execute(f"SELECT id FROM jobs WHERE {where}", params)]
+            self.db.execute(
+                f"UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = NULL, "
+                f"updated_at = ? WHERE {where}", [time.time(), *params]
+            )
+        return ids
+
+    def counts(self) -> dict[str, int]:
+        """``{"pending": n, "running": n, "done": n, "failed": n, "dead": n}``."""
+        out = dict.fromkeys(STATES, 0)
+        for state, n in self.db.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
+            out[state] = int(n)
+        return out
+
+    def outcome_counts(self) -> dict[str, int]:
+        """Done jobs by outcome: ``{"ingested": n, "duplicate": n, "ignored": n}``."""
+        out = {"ingested": 0, "duplicate": 0, "ignored": 0}
+        for outcome, n in self.db.execute(
+            "SELECT outcome, count(*) FROM jobs WHERE state = 'done' GROUP BY outcome"
+        ):
+            out[str(outcome)] = int(n)
+        return out
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """The job row as a dict (``record`` decoded to a Job), or None."""
+        rows = list(self.db.query("SELECT * FROM jobs WHERE id = ?", [job_id]))
+        if not rows:
+            return None
+        row = rows[0]
+        row["record"] = Job.from_json(row["record"])
+        return row
+
+    def recent_failures(self, limit: int = 10) -> list[dict[str, Any]]:
+        """Latest failed/dead jobs: ``[{"job_id", "path", "state", "attempts", "error",
+        "next_attempt_at"}]``, newest first."""
+        return [
+            {"job_id": r[0], "path": r[1], "state": r[2], "attempts": r[3], "error": r[4],
+             "next_attempt_at": r[5]}
+            for r in self.db.execute(
+                "SELECT id, path, state, attempts, last_error, next_attempt_at FROM jobs "
+                "WHERE state IN ('failed', 'dead') ORDER BY updated_at DESC LIMIT ?", [limit]
+            )
+        ]
+
+    def next_due(self) -> float | None:
+        """Seconds until the earliest scheduled (re)try, 0 if one is due now, None if none."""
+        row = self.db.execute(
+            "SELECT min(next_attempt_at) FROM jobs WHERE next_attempt_at IS NOT NULL AND "
+            "state IN ('pending', 'failed')"
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return max(0.0, float(row[0]) - time.time())
+
+    def known(self, path: str, size: int, mtime: float) -> bool:
+        """True if a job exists for this unchanged file."""
+        return self.db.execute(
+            "SELECT 1 FROM jobs WHERE path = ? AND size = ? AND mtime = ?", [path, size, mtime]
+        ).fetchone() is not None
