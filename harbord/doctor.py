@@ -1,0 +1,95 @@
+"""``harbord doctor``: checks a person runs when something looks wrong.
+
+Each check returns ``(name, level, detail)`` with level ``ok``, ``warn`` or ``fail``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from harbord.config import Config
+
+INOTIFY_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
+
+Check = tuple[str, str, str]
+
+
+def _writable(label: str, folder: Path) -> Check:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".doctor-"):
+            pass
+    except OSError as err:
+        return (label, "fail", f"{folder}: {err.strerror}")
+    return (label, "ok", str(folder))
+
+
+def _database(config: Config) -> Check:
+    if not config.db_path.exists():
+        return ("database", "warn", f"{config.db_path} not created yet (first run creates it)")
+    try:
+        conn = sqlite3.connect(f"file:{config.db_path}?mode=ro", uri=True, timeout=5)
+        result = conn.execute("PRAGMA quick_check").fetchone()[0]
+        conn.close()
+    except sqlite3.Error as err:
+        return ("database", "fail", f"{config.db_path}: {err}")
+    return ("database", "ok" if result == "ok" else "fail", f"{config.db_path}: {result}")
+
+
+def _broker(config: Config) -> Check:
+    mqtt = config.mqtt
+    if not mqtt.enabled:
+        return ("mqtt broker", "ok", "disabled in config")
+    try:
+        with socket.create_connection((mqtt.host, mqtt.port), timeout=2):
+            pass
+    except OSError as err:
+        return ("mqtt broker", "warn",
+                f"{mqtt.host}:{mqtt.port} unreachable ({err}); events wait in the outbox")
+    return ("mqtt broker", "ok", f"{mqtt.host}:{mqtt.port} reachable")
+
+
+def _ffmpeg() -> Check:
+    try:
+        import imageio_ffmpeg
+
+        return ("ffmpeg", "ok", imageio_ffmpeg.get_ffmpeg_exe())
+    except (ImportError, RuntimeError) as err:
+        return ("ffmpeg", "fail", str(err))
+
+
+def _mediainfo() -> Check:
+    from pymediainfo import MediaInfo
+
+    if MediaInfo.can_parse():
+        return ("mediainfo", "ok", "libmediainfo loaded")
+    return ("mediainfo", "fail", "libmediainfo not found (reinstall pymediainfo)")
+
+
+def _inotify(config: Config) -> Check:
+    try:
+        limit = int(INOTIFY_WATCHES.read_text())
+    except (OSError, ValueError):
+        return ("inotify", "warn", "cannot read max_user_watches")
+    folders = sum(1 for w in config.watches() if w.path.exists() for _ in os.walk(w.path))
+    level = "ok" if folders * 2 < limit else "warn"
+    return ("inotify", level, f"max_user_watches {limit}, watched folders {folders}"
+            + ("" if level == "ok" else "; raise fs.inotify.max_user_watches or use polling = true"))
+
+
+def run_checks(config: Config) -> Iterator[Check]:
+    """Yield every check's result; never raises."""
+    yield _writable("state folder", config.paths.state)
+    yield _writable("library folder", config.paths.library)
+    for watch in config.watches():
+        yield _writable(f"watch {watch.kind}", watch.path)
+    yield _database(config)
+    yield _broker(config)
+    yield _ffmpeg()
+    yield _mediainfo()
+    yield _inotify(config)

@@ -1,0 +1,263 @@
+"""Watch drop folders (watchdog -> asyncio), detect when a file has settled, reconcile at start.
+
+A file is handed on once it has settled:
+
+- it was moved in from elsewhere (a rename into the folder means the writer is done), or
+- it was closed after writing and has not changed since, or
+- its size and mtime stayed the same for ``settle_seconds``,
+
+and it is not a partial download (``*.part``, ``*.partial``, ``*.crdownload``, ``*.!qB``,
+``*.ytdl``, ``*.tmp``, a file with an ``.aria2`` companion) nor a dotfile/dot-folder. A folder
+dropped whole is scanned and each of its files settles on its own. On start, a reconcile pass
+offers every file in the watched folders that the catalog and the job table have not seen
+(events during downtime are otherwise lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from harbord.config import WatchConfig
+
+log = structlog.get_logger("harbord.watcher")
+
+PARTIAL_SUFFIXES = (".part", ".partial", ".crdownload", ".!qb", ".ytdl", ".tmp", ".aria2")
+
+Submit = Callable[[str, int, float, WatchConfig], None]
+"""Called with (path, size in bytes, mtime in seconds, the watch it belongs to) once settled."""
+
+
+def is_partial(path: Path) -> bool:
+    """True for names that mark an unfinished download or a hidden file, or a file whose
+    ``<name>.aria2`` control file exists (aria2 is still writing it)."""
+    name = path.name
+    if name.startswith("."):
+        return True
+    lower = name.lower()
+    if lower.endswith(PARTIAL_SUFFIXES) or ".part-frag" in lower:
+        return True
+    return path.with_name(name + ".aria2").exists()
+
+
+def hidden_below(path: Path, root: Path) -> bool:
+    """True if any component of ``path`` below ``root`` starts with a dot."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return False
+    return any(part.startswith(".") for part in parts)
+
+
+@dataclass
+class _Candidate:
+    watch: WatchConfig
+    size: int
+    mtime: float
+    changed_at: float
+    done_writing: bool
+
+
+class Watcher:
+    """Turns filesystem events in the watched folders into settled files for ``submit``.
+
+    ``exclude`` are folders never offered (the library and state folders, if they lie inside a
+    watched folder). All bookkeeping runs on the event loop; watchdog's thread only forwards.
+    """
+
+    def __init__(
+        self,
+        watches: Sequence[WatchConfig],
+        submit: Submit,
+        *,
+        settle_seconds: float = 2.0,
+        exclude: Sequence[Path] = (),
+        seen: Callable[[str, int, float], bool] = lambda p, s, m: False,
+    ) -> None:
+        self.watches = list(watches)
+        self.submit = submit
+        self.settle_seconds = settle_seconds
+        self.exclude = [Path(p) for p in exclude]
+        self.seen = seen
+        self.candidates: dict[str, _Candidate] = {}
+        self._observers: list[BaseObserver] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._kick = asyncio.Event()
+
+    # lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start observers and the settle loop, then run the reconcile pass."""
+        self._loop = asyncio.get_running_loop()
+        for watch in self.watches:
+            observer: BaseObserver = (
+                PollingObserver(timeout=watch.poll_interval) if watch.polling else Observer()
+            )
+            observer.schedule(_Forward(self, watch), str(watch.path), recursive=watch.recursive)
+            observer.start()
+            self._observers.append(observer)
+        self._task = asyncio.create_task(self._settle_loop(), name="settle")
+        count = self.reconcile()
+        log.info("watching", folders=[str(w.path) for w in self.watches], reconcile=count)
+
+    async def stop(self) -> None:
+        """Stop observers and the settle loop; unsettled files are found again by reconcile."""
+        for observer in self._observers:
+            observer.stop()
+        for observer in self._observers:
+            await asyncio.to_thread(observer.join, 5)
+        self._observers.clear()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    # events ------------------------------------------------------------------------------
+    def on_event(self, event: FileSystemEvent, watch: WatchConfig) -> None:
+        """Handle one watchdog event on the loop thread."""
+        src = Path(os.fsdecode(event.src_path))
+        if isinstance(event, FileMovedEvent | DirMovedEvent):
+            self.candidates.pop(str(src), None)
+            dest = Path(os.fsdecode(event.dest_path))
+            if isinstance(event, DirMovedEvent):
+                self._offer_tree(dest, watch, done_writing=True)
+            else:
+                self.offer(dest, watch, done_writing=True)
+        elif isinstance(event, DirCreatedEvent):
+            self._offer_tree(src, watch, done_writing=False)
+        elif isinstance(event, FileDeletedEvent):
+            self.candidates.pop(str(src), None)
+            if src.name.endswith(".aria2"):
+                self.offer(src.with_name(src.name[: -len(".aria2")]), watch, done_writing=False)
+        elif isinstance(event, FileClosedEvent):
+            cand = self.candidates.get(str(src))
+            if cand is not None:
+                cand.done_writing = True
+                self._kick.set()
+            else:
+                self.offer(src, watch, done_writing=True)
+        elif isinstance(event, FileCreatedEvent | FileModifiedEvent):
+            cand = self.candidates.get(str(src))
+            if cand is not None:
+                cand.done_writing = False
+            else:
+                self.offer(src, watch, done_writing=False)
+
+    def offer(self, path: Path, watch: WatchConfig, *, done_writing: bool) -> None:
+        """Start settling ``path`` unless it is excluded, partial, hidden or already seen."""
+        if self._excluded(path, watch) or path.is_dir():
+            return
+        try:
+            st = path.stat()
+        except OSError:
+            st = None
+        if st is None and not path.is_symlink():
+            return  # gone already
+        size, mtime = (st.st_size, st.st_mtime) if st else (0, 0.0)
+        if self.seen(str(path), size, mtime):
+            return
+        self.candidates[str(path)] = _Candidate(watch, size, mtime, time.monotonic(), done_writing)
+        self._kick.set()
+
+    def _offer_tree(self, folder: Path, watch: WatchConfig, *, done_writing: bool) -> None:
+        for path in _walk(folder):
+            self.offer(path, watch, done_writing=done_writing)
+
+    def _excluded(self, path: Path, watch: WatchConfig) -> bool:
+        if any(path == ex or path.is_relative_to(ex) for ex in self.exclude):
+            return True
+        return hidden_below(path, watch.path) or is_partial(path)
+
+    # settling ----------------------------------------------------------------------------
+    def check(self) -> float:
+        """One settle pass: hand on settled files; returns seconds until the next check."""
+        now = time.monotonic()
+        next_in = max(0.05, self.settle_seconds / 4) if self.candidates else 3600.0
+        for key, cand in list(self.candidates.items()):
+            path = Path(key)
+            try:
+                st = path.stat()
+                size, mtime = st.st_size, st.st_mtime
+            except FileNotFoundError:
+                if not path.is_symlink():
+                    del self.candidates[key]
+                    continue
+                size, mtime = 0, 0.0  # a dangling symlink settles and fails its own job
+            except OSError:
+                size, mtime = cand.size, cand.mtime
+            if is_partial(path):
+                continue
+            if (size, mtime) != (cand.size, cand.mtime):
+                cand.size, cand.mtime, cand.changed_at = size, mtime, now
+                continue
+            quiet = now - cand.changed_at
+            if cand.done_writing or quiet >= self.settle_seconds:
+                del self.candidates[key]
+                self.submit(key, size, mtime, cand.watch)
+            else:
+                next_in = min(next_in, self.settle_seconds - quiet + 0.01)
+        return next_in
+
+    async def _settle_loop(self) -> None:
+        while True:
+            delay = self.check()
+            self._kick.clear()
+            try:
+                await asyncio.wait_for(self._kick.wait(), timeout=delay)
+                await asyncio.sleep(0.05)  # let a burst of events land before checking
+            except TimeoutError:
+                pass
+
+    # reconcile ---------------------------------------------------------------------------
+    def reconcile(self) -> int:
+        """Offer every unseen file in the watched folders (they still have to settle).
+
+        Returns how many files were offered.
+        """
+        before = len(self.candidates)
+        for watch in self.watches:
+            for path in _walk(watch.path, recursive=watch.recursive):
+                self.offer(path, watch, done_writing=False)
+        return len(self.candidates) - before
+
+
+def _walk(folder: Path, recursive: bool = True) -> Iterator[Path]:
+    """Files (and symlinks) below ``folder``, not following symlinked folders."""
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            yield Path(dirpath) / name
+        if not recursive:
+            return
+
+
+class _Forward(FileSystemEventHandler):
+    """Runs in watchdog's thread: forwards events to the loop thread."""
+
+    def __init__(self, watcher: Watcher, watch: WatchConfig) -> None:
+        self.watcher = watcher
+        self.watch = watch
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        loop = self.watcher._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.watcher.on_event, event, self.watch)

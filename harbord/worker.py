@@ -1,0 +1,185 @@
+"""Workers: claim jobs from the durable table, run the chain, record the outcome, emit events.
+
+Used by the daemon (``harbord run``) and by ``harbord ingest`` in the foreground, so both go
+through exactly the same path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import structlog
+
+from harbord.chain import Handler, run_chain
+from harbord.errors import HandlerError, PermanentError, RetryableError, Skip
+from harbord.events import EventSink, make_event
+from harbord.job import Job
+from harbord.queue import Claimed, JobQueue
+
+log = structlog.get_logger("harbord.worker")
+
+IDLE_POLL_SECONDS = 5.0
+"""Longest a worker sleeps without a wake-up, so jobs queued by another process (``harbord
+retry``) are picked up."""
+
+
+def _inside(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
+def admission_error(job: Job, watch_roots: Sequence[Path]) -> str | None:
+    """Core checks before any handler runs; returns a reason to refuse the file, or None.
+
+    A symlink is followed only when its target lies inside a watched folder.
+    """
+    path = Path(job.path)
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        if not _inside(target, [Path(os.path.realpath(r)) for r in watch_roots]):
+            return f"symlink points outside the watched folders (to {target})"
+    return None
+
+
+class Runner:
+    """Runs jobs through ``handlers``; the single place where job states change after claim.
+
+    ``on_change`` is called after every transition (the MQTT state snapshot is debounced there).
+    """
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        handlers: Sequence[Handler],
+        sink: EventSink,
+        *,
+        watch_roots: Sequence[Path] = (),
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.queue = queue
+        self.handlers = list(handlers)
+        self.sink = sink
+        self.watch_roots = list(watch_roots)
+        self.on_change = on_change
+        self.active: dict[str, str] = {}
+        """job id -> path of the jobs running now."""
+        self.wake = asyncio.Event()
+
+    def submit(
+        self,
+        path: str,
+        size: int,
+        mtime: float,
+        *,
+        source: str = "inbox",
+        watch_root: str | None = None,
+        action: str = "move",
+    ) -> tuple[str, bool]:
+        """Enqueue a settled file (size in bytes, mtime in seconds); emits ``queued`` when new.
+
+        Returns ``(job_id, created)`` as :meth:`JobQueue.enqueue`.
+        """
+        job_id, created = self.queue.enqueue(
+            path, size, mtime, source=source, watch_root=watch_root, action=action
+        )
+        if created:
+            log.info("queued", job_id=job_id, path=path, size=size)
+            self.sink.emit(make_event("queued", job_id, path, size=size, source=source))
+            self.on_change()
+        self.wake.set()
+        return job_id, created
+
+    async def run_claimed(self, claimed: Claimed) -> str:
+        """Run one claimed job to its end; returns the final outcome
+        (ingested, duplicate, ignored, failed, dead). Cancellation parks the job (pending)."""
+        job = claimed.job
+        self.active[claimed.job_id] = job.path
+        structlog.contextvars.bind_contextvars(job_id=claimed.job_id)
+        self.on_change()
+
+        async def on_stage(index: int, new: Job) -> None:
+            self.queue.advance(claimed.job_id, index, new)
+            stage = self.handlers[index - 1].name
+            log.debug("stage done", stage=stage, path=new.path)
+            self.sink.emit(make_event("stage", claimed.job_id, new.path, item_id=new.item_id, stage=stage))
+
+        try:
+            reason = admission_error(job, self.watch_roots)
+            if reason:
+                raise PermanentError(reason, handler="admit", job_id=claimed.job_id, path=job.path)
+            job = await run_chain(self.handlers, job, start=claimed.stage, on_stage=on_stage)
+        except Skip as skip:
+            return self._skipped(claimed, skip.job or job, skip)
+        except HandlerError as err:
+            return self._failed(claimed, err)
+        except asyncio.CancelledError:
+            self.queue.release(claimed.job_id)
+            log.info("parked", path=job.path, stage=claimed.stage)
+            raise
+        finally:
+            self.active.pop(claimed.job_id, None)
+            structlog.contextvars.unbind_contextvars("job_id")
+            self.on_change()
+        self.queue.finish(claimed.job_id, "ingested", job)
+        log.info("ingested", path=job.path, item_id=job.item_id, media_type=job.media_type,
+                 title=job.parsed.get("title"), object=job.object_path)
+        self.sink.emit(make_event("ingested", claimed.job_id, job.path, item_id=job.item_id,
+                                  media_type=job.media_type, title=job.parsed.get("title"),
+                                  file_hash=job.file_hash))
+        return "ingested"
+
+    def _skipped(self, claimed: Claimed, job: Job, skip: Skip) -> str:
+        self.queue.finish(claimed.job_id, skip.outcome, job)
+        log.info(skip.outcome, path=job.path, reason=skip.reason, item_id=job.item_id)
+        if skip.outcome == "duplicate":
+            self.sink.emit(make_event("duplicate", claimed.job_id, job.path, item_id=job.item_id,
+                                      file_hash=job.file_hash, reason=skip.reason))
+        return skip.outcome
+
+    def _failed(self, claimed: Claimed, err: HandlerError) -> str:
+        retryable = isinstance(err, RetryableError)
+        state = self.queue.fail(claimed.job_id, str(err), retryable=retryable)
+        row = self.queue.get(claimed.job_id) or {}
+        log.warning("failed", path=claimed.job.path, error=str(err), stage=err.handler,
+                    retryable=retryable, state=state, attempts=row.get("attempts"))
+        self.sink.emit(make_event("failed", claimed.job_id, claimed.job.path, stage=err.handler,
+                                  error=str(err), retryable=retryable, attempts=row.get("attempts"),
+                                  next_attempt_at=row.get("next_attempt_at")))
+        if state == "dead":
+            self.sink.emit(make_event("dead", claimed.job_id, claimed.job.path, stage=err.handler,
+                                      error=str(err), attempts=row.get("attempts")))
+            return "dead"
+        return "failed"
+
+    async def work(self, stop: asyncio.Event, only: set[str] | None = None, *, drain: bool = False) -> None:
+        """Worker loop: claim and run jobs until ``stop`` is set.
+
+        ``only`` restricts to these job ids; with ``drain=True`` the loop returns as soon as no
+        job is claimable (``harbord ingest``) instead of waiting for more.
+        """
+        while not stop.is_set():
+            self.wake.clear()
+            claimed = self.queue.claim(only)
+            if claimed is None:
+                if drain:
+                    return
+                due = self.queue.next_due()
+                timeout = IDLE_POLL_SECONDS if due is None else min(IDLE_POLL_SECONDS, due + 0.05)
+                waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())]
+                try:
+                    await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
+                continue
+            try:
+                await self.run_claimed(claimed)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug in the core must not kill the worker
+                log.exception("worker error", job_id=claimed.job_id)
+                with contextlib.suppress(Exception):
+                    self.queue.fail(claimed.job_id, "internal error (see log)", retryable=False)
