@@ -2,7 +2,8 @@
 
 A file is handed on once it has settled:
 
-- it was moved in from elsewhere (a rename into the folder means the writer is done), or
+- it was moved in from elsewhere (a rename into the folder means the writer is done: it
+  appears with no writer opening it, and is handed on after a short grace), or
 - it was closed after writing and has not changed since, or
 - its size and mtime stayed the same for ``settle_seconds``,
 
@@ -31,6 +32,7 @@ from watchdog.events import (
     FileDeletedEvent,
     FileModifiedEvent,
     FileMovedEvent,
+    FileOpenedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
@@ -41,6 +43,9 @@ from watchdog.observers.polling import PollingObserver
 from harbord.config import WatchConfig
 
 log = structlog.get_logger("harbord.watcher")
+
+MOVED_IN_GRACE_SECONDS = 0.5
+"""A file that appears without a writer opening it within this time was moved in whole."""
 
 PARTIAL_SUFFIXES = (".part", ".partial", ".crdownload", ".!qb", ".ytdl", ".tmp", ".aria2")
 
@@ -76,6 +81,7 @@ class _Candidate:
     mtime: float
     changed_at: float
     done_writing: bool
+    ready_at: float = 0.0
 
 
 class Watcher:
@@ -143,7 +149,7 @@ class Watcher:
             else:
                 self.offer(dest, watch, done_writing=True)
         elif isinstance(event, DirCreatedEvent):
-            self._offer_tree(src, watch, done_writing=False)
+            self._offer_tree(src, watch, done_writing=True, grace=MOVED_IN_GRACE_SECONDS)
         elif isinstance(event, FileDeletedEvent):
             self.candidates.pop(str(src), None)
             if src.name.endswith(".aria2"):
@@ -155,15 +161,22 @@ class Watcher:
                 self._kick.set()
             else:
                 self.offer(src, watch, done_writing=True)
-        elif isinstance(event, FileCreatedEvent | FileModifiedEvent):
+        elif isinstance(event, FileCreatedEvent):
+            # moved in from outside (or present in a folder moved in) unless a writer opens it
+            if str(src) not in self.candidates:
+                self.offer(src, watch, done_writing=True, grace=MOVED_IN_GRACE_SECONDS)
+        elif isinstance(event, FileOpenedEvent | FileModifiedEvent):
             cand = self.candidates.get(str(src))
             if cand is not None:
                 cand.done_writing = False
-            else:
+            elif isinstance(event, FileModifiedEvent):
                 self.offer(src, watch, done_writing=False)
 
-    def offer(self, path: Path, watch: WatchConfig, *, done_writing: bool) -> None:
-        """Start settling ``path`` unless it is excluded, partial, hidden or already seen."""
+    def offer(self, path: Path, watch: WatchConfig, *, done_writing: bool, grace: float = 0.0) -> None:
+        """Start settling ``path`` unless it is excluded, partial, hidden or already seen.
+
+        ``done_writing``: hand it on as soon as it is unchanged ``grace`` seconds from now.
+        """
         if self._excluded(path, watch) or path.is_dir():
             return
         try:
@@ -175,12 +188,14 @@ class Watcher:
         size, mtime = (st.st_size, st.st_mtime) if st else (0, 0.0)
         if self.seen(str(path), size, mtime):
             return
-        self.candidates[str(path)] = _Candidate(watch, size, mtime, time.monotonic(), done_writing)
+        now = time.monotonic()
+        self.candidates[str(path)] = _Candidate(watch, size, mtime, now, done_writing, now + grace)
         self._kick.set()
 
-    def _offer_tree(self, folder: Path, watch: WatchConfig, *, done_writing: bool) -> None:
+    def _offer_tree(self, folder: Path, watch: WatchConfig, *, done_writing: bool, grace: float = 0.0) -> None:
         for path in _walk(folder):
-            self.offer(path, watch, done_writing=done_writing)
+            if str(path) not in self.candidates:
+                self.offer(path, watch, done_writing=done_writing, grace=grace)
 
     def _excluded(self, path: Path, watch: WatchConfig) -> bool:
         if any(path == ex or path.is_relative_to(ex) for ex in self.exclude):
@@ -210,9 +225,11 @@ class Watcher:
                 cand.size, cand.mtime, cand.changed_at = size, mtime, now
                 continue
             quiet = now - cand.changed_at
-            if cand.done_writing or quiet >= self.settle_seconds:
+            if (cand.done_writing and now >= cand.ready_at) or quiet >= self.settle_seconds:
                 del self.candidates[key]
                 self.submit(key, size, mtime, cand.watch)
+            elif cand.done_writing:
+                next_in = min(next_in, cand.ready_at - now + 0.01)
             else:
                 next_in = min(next_in, self.settle_seconds - quiet + 0.01)
         return next_in

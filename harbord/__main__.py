@@ -1,0 +1,5 @@
+"""``python -m harbord`` = the ``harbord`` command."""
+
+from harbord.cli import main
+
+main()

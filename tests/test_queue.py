@@ -1,0 +1,96 @@
+"""The durable job table on a real SQLite file."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database
+
+from harbord.catalog import open_db
+from harbord.job import Job
+from harbord.queue import JobQueue, backoff_seconds
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    return open_db(tmp_path / "h.db")
+
+
+def test_same_unchanged_file_makes_one_job(db: Database) -> None:
+    queue = JobQueue(db)
+    first, created = queue.enqueue("/in/a.mkv", 10, 1.5)
+    again, created_again = queue.enqueue("/in/a.mkv", 10, 1.5)
+    changed, created_changed = queue.enqueue("/in/a.mkv", 11, 2.5)
+    assert created and not created_again and created_changed
+    assert first == again != changed
+    assert queue.counts()["pending"] == 2
+
+
+def test_claim_advance_finish_and_resume_after_crash(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "h.db")
+    queue = JobQueue(db)
+    job_id, _ = queue.enqueue("/in/a.mkv", 10, 1.0)
+    claimed = queue.claim()
+    assert claimed is not None and claimed.job_id == job_id and claimed.stage == 0
+    assert queue.claim() is None  # running jobs are not claimed twice
+    queue.advance(job_id, 2, Job(id=job_id, path="/in/a.mkv", file_hash="ab" * 32))
+    db.close()
+    # "crash": reopen, running -> pending, resumes at stage 2 with the recorded Job
+    queue = JobQueue(open_db(tmp_path / "h.db"))
+    assert queue.recover() == 1
+    again = queue.claim()
+    assert again is not None and again.stage == 2 and again.job.file_hash == "ab" * 32
+    queue.finish(job_id, "ingested", again.job)
+    assert queue.counts() == {"pending": 0, "running": 0, "done": 1, "failed": 0, "dead": 0}
+    assert queue.outcome_counts()["ingested"] == 1
+
+
+def test_retryable_backs_off_then_dies(db: Database) -> None:
+    queue = JobQueue(db, max_attempts=3, retry_base=0.05, retry_cap=10)
+    job_id, _ = queue.enqueue("/in/a.mkv", 1, 1.0)
+    assert queue.claim() is not None
+    assert queue.fail(job_id, "network down", retryable=True) == "failed"
+    assert queue.claim() is None  # not before its backoff
+    due = queue.next_due()
+    assert due is not None and 0 < due <= 0.05
+    time.sleep(0.06)
+    assert queue.claim() is not None
+    assert queue.fail(job_id, "network down", retryable=True) == "failed"
+    time.sleep(0.11)  # second backoff doubles
+    assert queue.claim() is not None
+    assert queue.fail(job_id, "network down", retryable=True) == "dead"
+    row = queue.get(job_id)
+    assert row is not None and row["attempts"] == 3 and row["last_error"] == "network down"
+    assert queue.claim() is None
+    assert queue.retry(states=("dead",)) == [job_id]
+    assert queue.claim() is not None
+
+
+def test_permanent_failure_is_not_retried_automatically(db: Database) -> None:
+    queue = JobQueue(db, retry_base=0.01)
+    job_id, _ = queue.enqueue("/in/bad.mkv", 1, 1.0)
+    queue.claim()
+    assert queue.fail(job_id, "corrupt", retryable=False) == "failed"
+    time.sleep(0.05)
+    assert queue.claim() is None
+    assert queue.recent_failures()[0]["error"] == "corrupt"
+    assert queue.retry(job_id) == [job_id]
+    assert queue.claim() is not None
+
+
+def test_claim_only_restricts_to_ids(db: Database) -> None:
+    queue = JobQueue(db)
+    a, _ = queue.enqueue("/in/a", 1, 1.0)
+    b, _ = queue.enqueue("/in/b", 1, 1.0)
+    got = queue.claim(only={b})
+    assert got is not None and got.job_id == b
+    assert queue.claim(only=set()) is None
+    assert queue.claim(only={b}) is None
+    rest = queue.claim()
+    assert rest is not None and rest.job_id == a
+
+
+def test_backoff_doubles_and_caps() -> None:
+    assert [backoff_seconds(n, 30, 100) for n in (1, 2, 3, 4)] == [30, 60, 100, 100]
