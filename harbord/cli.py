@@ -105,9 +105,9 @@ async def _ingest(config: Config, files: list[Path], action: str, quiet: bool) -
     rt = open_runtime(config)
     inner: EventSink = ListSink()
     if config.mqtt.enabled:
-        from harbord.mqtt import Publisher  # events wait in the outbox for the daemon to deliver
+        from harbord.mqtt import OutboxSink  # events wait in the outbox for the daemon to deliver
 
-        inner = Publisher(config.mqtt, rt.ctx.db, lambda: {})
+        inner = OutboxSink(config.mqtt, rt.ctx.db)
     progress = Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, disable=quiet)
     results: dict[str, Any] = {}
@@ -125,8 +125,8 @@ async def _ingest(config: Config, files: list[Path], action: str, quiet: bool) -
                 except OSError:
                     size, mtime = 0, 0.0  # the job fails with the reason, naming the file
                 job_id, created = runner.submit(absolute, size, mtime, source="cli", action=action)
-                if not created:
-                    rt.queue.retry(job_id)  # failed before: try again; done: stays done
+                if not created and not rt.queue.retry(job_id):  # failed before: try again
+                    progress.advance(task)  # done before: stays done
                 ids[job_id] = absolute
             stop = asyncio.Event()
             await asyncio.gather(*(runner.work(stop, set(ids), drain=True)
@@ -136,8 +136,6 @@ async def _ingest(config: Config, files: list[Path], action: str, quiet: bool) -
                 results[path] = {"job_id": job_id, "state": row.get("state"),
                                  "outcome": row.get("outcome"), "error": row.get("last_error"),
                                  "item_id": row["record"].item_id if row else None}
-                if row.get("state") == "done":
-                    progress.advance(task, 0)
     finally:
         await rt.aclose()
     return results

@@ -33,9 +33,12 @@ class Mosquitto:
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            f"log_dest file {self.workdir / 'mosquitto.log'}\n"
+            "log_dest stdout\n"
         )
-        self.proc = subprocess.Popen([self.binary, "-c", str(conf)])
+        # mosquitto drops root privileges to its own user, which cannot write to pytest's
+        # temp folder: let it log to stdout and keep the file open on our side.
+        with open(self.workdir / "mosquitto.log", "ab") as log:
+            self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=log, stderr=log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
