@@ -1,0 +1,336 @@
+"""parse: identify a file from its name, its folders and the sidecar files beside it.
+
+guessit (https://github.com/guessit-io/guessit) parses the release name; it is handed the path
+relative to the watched folder (at most two parent folders), so ``Show/Season 1/01.mkv`` and
+``Movie (2019)/file.mkv`` get their title and year from the folders. A yt-dlp ``.info.json``
+(field meanings: yt-dlp's README, "OUTPUT TEMPLATE") and an Internet Archive ``<id>_meta.xml``
+(https://archive.org/developers/metadata-schema/) beside the file add what the name lacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from datetime import date, datetime
+from pathlib import Path, PurePath
+from typing import Any, ClassVar
+
+import defusedxml.ElementTree as SafeET
+from babelfish import Language
+from guessit import guessit
+
+from harbord import offload
+from harbord.context import Context
+from harbord.errors import PermanentError, Skip
+from harbord.job import Job
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+VIDEO_EXTS = _words("mkv mp4 m4v avi mov wmv flv webm mpg mpeg m2ts mts ts vob ogv 3gp divx rmvb asf f4v")
+AUDIO_EXTS = _words("mp3 flac m4a m4b aac ogg oga opus wav wma aiff aif ape wv mka dsf alac mpc")
+PHOTO_EXTS = _words("jpg jpeg png heic heif webp tiff tif gif raw dng cr2 cr3 nef arw orf rw2 raf srw pef")
+AV_EXTS = VIDEO_EXTS | AUDIO_EXTS
+SUBTITLE_EXTS = ("srt", "ass", "ssa", "vtt", "idx", "sub")
+ART_EXTS = frozenset({"jpg", "jpeg", "png", "webp"})
+FOLDER_ART = ("poster", "folder", "cover")
+SUBTITLE_FLAGS = frozenset({"forced", "sdh", "cc", "hi", "default", "full", "signs"})
+DESCRIPTION_CHARS = 2000
+
+
+def ext_of(name: str) -> str:
+    """The lower-case extension of a file name or path, without the dot ("" if none)."""
+    base = name.rpartition("/")[2]
+    dot = base.rfind(".")
+    return base[dot + 1:].lower() if dot > 0 else ""
+
+
+def _stem(name: str) -> str:
+    dot = name.rfind(".")
+    return name[:dot] if dot > 0 else name
+
+
+def _name_kind(name: str) -> str | None:
+    """Sidecar kinds recognisable from the name alone: never media items on their own."""
+    low = name.lower()
+    if low.endswith(".info.json"):
+        return "info_json"
+    if low.endswith("_meta.xml"):
+        return "ia_meta"
+    if low.endswith(("_files.xml", "_meta.sqlite", "_reviews.xml")) or low == "__ia_thumb.jpg":
+        return "ia_extra"
+    ext = ext_of(low)
+    return "subtitles" if ext in SUBTITLE_EXTS else {"nfo": "nfo", "xmp": "xmp"}.get(ext)
+
+
+class _Folder:
+    """The file names of one folder, indexed once for sidecar lookups (O(names) per file)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.media: list[str] = []
+        photos: list[str] = []
+        for name in names:
+            ext = ext_of(name)
+            if ext in AV_EXTS or ext in PHOTO_EXTS:
+                (self.media if ext in AV_EXTS else photos).append(name)
+        self.first = min(self.media or photos, default=None)
+        self.stems = {_stem(n): n for n in photos + self.media}  # media win over photos
+
+    def owner(self, name: str, seps: str, media_only: bool) -> str | None:
+        """The file whose stem is the longest prefix of ``name`` followed by one of ``seps``."""
+        for cut in range(len(name) - 1, 0, -1):
+            owner = self.stems.get(name[:cut]) if name[cut] in seps else None
+            if owner and owner != name and (not media_only or ext_of(owner) not in PHOTO_EXTS):
+                return owner
+        return None
+
+    def classify(self, name: str) -> tuple[str, str | None] | None:
+        """(kind, owner name or None) if ``name`` is a sidecar in this folder."""
+        kind = _name_kind(name)
+        if kind is not None:
+            return kind, self.first if kind.startswith("ia_") else self.owner(name, ".", False)
+        if ext_of(name) not in ART_EXTS or not self.media:
+            return None
+        if _stem(name).lower() in FOLDER_ART:
+            return "cover", min(self.media)
+        owner = self.owner(name, ".-", True)
+        return ("cover", owner) if owner else None
+
+
+def _folder(folder: Path) -> _Folder:
+    try:
+        return _Folder(sorted(entry.name for entry in os.scandir(folder) if entry.is_file()))
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return _Folder([])
+
+
+def is_sidecar(path: Path) -> bool:
+    """True if ``path`` is a sidecar (subtitles, ``.info.json``, ``.nfo``, ``.xmp``, Internet
+    Archive metadata, or cover art beside a video/audio file) and must not become an item.
+
+    Decided from the name and the names in its folder; never raises (an unreadable folder counts
+    as empty).
+    """
+    return _folder(path.parent).classify(path.name) is not None
+
+
+def _subtitle_key(name: str, stem: str) -> str:
+    lang, flags = "und", []
+    for part in name[len(stem) + 1:].split(".")[:-1]:
+        if part.lower() in SUBTITLE_FLAGS or lang != "und":
+            flags.append(part.lower())
+            continue
+        for convert in (Language.fromietf, Language.fromalpha3b, Language.fromname):
+            try:
+                lang = str(convert(part if convert is not Language.fromname else part.title()))
+                break
+            except (ValueError, KeyError, LookupError):
+                continue
+        else:
+            flags.append(part.lower())
+    return f"subtitles:{lang}" + "".join(f".{f}" for f in flags)
+
+
+def find_sidecars(path: Path, folder: _Folder | None = None) -> dict[str, str]:
+    """Sidecars of the media file ``path``: kind -> absolute path.
+
+    Kinds: ``subtitles:<lang>[.<flag>]`` (``name.en.srt``; ``und`` without a language),
+    ``info_json``, ``nfo``, ``xmp``, ``cover`` (``name-poster.jpg``, ``name.jpg``, then folder
+    ``poster``/``folder``/``cover`` images) and ``ia_meta`` (``<folder>_meta.xml`` preferred).
+    """
+    folder = folder or _folder(path.parent)
+    found: dict[str, str] = {}
+    covers: list[tuple[int, str]] = []
+    metas: list[str] = []
+    for name in folder.names:
+        got = folder.classify(name)
+        if got is None or name == path.name:
+            continue
+        kind, owner = got
+        full = str(path.parent / name)
+        if kind == "ia_meta":
+            metas.append(full)
+        elif kind == "cover" and _stem(name).lower() in FOLDER_ART:
+            covers.append((2 + FOLDER_ART.index(_stem(name).lower()), full))
+        elif owner != path.name:
+            continue
+        elif kind == "cover":
+            covers.append((0 if name[len(_stem(path.name)):].startswith("-poster") else 1, full))
+        elif kind == "subtitles":
+            key = _subtitle_key(name, _stem(path.name))
+            found[key if key not in found else f"{key}:{ext_of(name)}"] = full
+        elif kind in ("info_json", "nfo", "xmp"):
+            found[kind] = full
+    if covers:
+        found["cover"] = min(covers)[1]
+    if metas:
+        preferred = [m for m in metas if Path(m).name == f"{path.parent.name}_meta.xml"]
+        found["ia_meta"] = (preferred or metas)[0]
+    return found
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    return str(value)  # babelfish Language/Country, guessit enums ...
+
+
+def guess(name: str) -> dict[str, Any]:
+    """guessit's facts about a release name or relative path, as plain JSON values.
+
+    ``date`` becomes an ISO string, languages/countries strings (``"en"``), lists stay lists.
+    Runs in a worker process (top-level, picklable). Never raises: if guessit fails, the result
+    is ``{"title": <stem>, "parse_error": <message>}``.
+    """
+    try:
+        facts = guessit(name)
+    except Exception as err:  # guessit wraps any internal failure in GuessitException
+        return {"title": PurePath(name).stem, "parse_error": f"{type(err).__name__}: {err}"}
+    return {str(key): _plain(value) for key, value in facts.items()}
+
+
+def guess_input(path: PurePath, watch_root: PurePath | None = None) -> str:
+    """What guessit gets for ``path``: the path relative to ``watch_root`` (when inside it), at
+    most two parent folders plus the name, joined with ``/``. Folders above the watched one
+    (``/home/me/Downloads 2019``) would only mislead guessit."""
+    inside = watch_root is not None and path.is_relative_to(watch_root)
+    parts = path.relative_to(watch_root).parts if watch_root and inside else path.parts
+    return "/".join([p for p in parts if p != path.anchor][-3:])
+
+
+def _trim(text: Any) -> str | None:
+    return str(text)[:DESCRIPTION_CHARS] if text else None
+
+
+def read_info_json(path: Path) -> dict[str, Any]:
+    """The facts harbord keeps from a yt-dlp ``.info.json``: title, uploader, upload_date (ISO
+    date; the file has ``YYYYMMDD``), description (first 2000 chars), tags, duration (seconds),
+    webpage_url, id, extractor. Raises OSError or ValueError if the file is unreadable or not a
+    JSON object."""
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    upload = str(data.get("upload_date") or "")
+    meta = {
+        "kind": "yt-dlp",
+        "id": data.get("id"),
+        "title": data.get("title") or data.get("fulltitle"),
+        "uploader": data.get("uploader") or data.get("channel"),
+        "upload_date": f"{upload[:4]}-{upload[4:6]}-{upload[6:8]}" if len(upload) == 8 else None,
+        "description": _trim(data.get("description")),
+        "tags": [str(t) for t in data.get("tags") or []],
+        "duration": data.get("duration") if isinstance(data.get("duration"), int | float) else None,
+        "webpage_url": data.get("webpage_url"),
+        "extractor": data.get("extractor_key") or data.get("extractor"),
+    }
+    return {k: v for k, v in meta.items() if v not in (None, "")}
+
+
+def read_ia_meta(path: Path) -> dict[str, Any]:
+    """The facts harbord keeps from an Internet Archive ``<id>_meta.xml``: identifier, title,
+    date, mediatype, description (first 2000 chars) as strings; creator, subject (also split on
+    ``;``) and collection as lists (these elements repeat). Parsed with defusedxml. Raises
+    OSError, ValueError or SyntaxError (ParseError) if the file is unreadable or not XML."""
+    values: dict[str, list[str]] = {}
+    for child in SafeET.parse(path).getroot():
+        text = (child.text or "").strip()
+        if text:
+            values.setdefault(str(child.tag), []).append(text)
+    meta: dict[str, Any] = {"kind": "internet_archive"}
+    for key in ("identifier", "title", "date", "mediatype", "description"):
+        if key in values:
+            meta[key] = _trim(values[key][0]) if key == "description" else values[key][0]
+    for key in ("creator", "subject", "collection"):
+        items = [p.strip() for v in values.get(key, []) for p in (v.split(";") if key == "subject" else [v])]
+        if items:
+            meta[key] = [p for p in items if p]
+    return meta
+
+
+def _inspect(path: Path) -> dict[str, Any]:
+    """Blocking part of parse (runs in a thread): existence, sidecar-ness, sidecars and their facts."""
+    if not os.path.lexists(path):
+        return {"missing": True}
+    folder = _folder(path.parent)
+    side = folder.classify(path.name)
+    if side is not None:
+        return {"sidecar": side}
+    sidecars = find_sidecars(path, folder)
+    out: dict[str, Any] = {"sidecars": sidecars, "warnings": [], "meta": {}, "single": len(folder.media) <= 1}
+    for kind, reader in (("info_json", read_info_json), ("ia_meta", read_ia_meta)):
+        if kind in sidecars:
+            try:
+                out["meta"][kind] = reader(Path(sidecars[kind]))
+            except (OSError, ValueError, SyntaxError) as err:
+                out["warnings"].append(f"{kind}: unreadable ({err})")
+    return out
+
+
+def media_type_for(ext: str, facts: dict[str, Any], *, from_ytdlp: bool = False, source: str = "") -> str:
+    """movie|episode|music|video|photo|other: audio/photo by extension; for video extensions a
+    yt-dlp download or the photos watch kind is ``video``, then guessit's type decides (episode,
+    movie when it found a title, else video); anything else is ``other``."""
+    if ext in AUDIO_EXTS:
+        return "music"
+    if ext in PHOTO_EXTS:
+        return "photo"
+    if ext not in VIDEO_EXTS:
+        return "other"
+    if from_ytdlp or source == "photos":
+        return "video"
+    if facts.get("type") == "episode":
+        return "episode"
+    return "movie" if facts.get("type") == "movie" and facts.get("title") else "video"
+
+
+class Parse:
+    """Chain step ``parse``: fills ``job.parsed``, ``job.media_type`` and ``job.sidecars``.
+
+    Raises Skip("ignored") for a sidecar file and PermanentError("file disappeared") if the file
+    is gone. Unreadable sidecars are noted in ``parsed["warnings"]``, never fatal.
+    """
+
+    name: ClassVar[str] = "parse"
+
+    @classmethod
+    def from_context(cls, ctx: Context) -> Parse:
+        """Parse needs nothing from the context."""
+        return cls()
+
+    async def handle(self, job: Job) -> Job:
+        """Identify ``job.path``; see the class docstring."""
+        path = Path(job.path)
+        seen = await offload.io(_inspect, path)
+        if seen.get("missing"):
+            raise PermanentError("file disappeared")
+        if "sidecar" in seen:
+            kind, owner = seen["sidecar"]
+            if owner is None:
+                raise Skip("ignored", f"{kind} sidecar with no media file beside it", job)
+            raise Skip("ignored", f"sidecar of {path.parent / owner}", job)
+        root = PurePath(job.watch_root) if job.watch_root else None
+        parsed = await offload.cpu(guess, guess_input(path, root))
+        if ext_of(path.name):
+            parsed.setdefault("container", ext_of(path.name))
+        ytdlp, ia = seen["meta"].get("info_json"), seen["meta"].get("ia_meta")
+        if ytdlp and ytdlp.get("title"):
+            parsed["guessit_title"], parsed["title"] = parsed.get("title"), ytdlp["title"]
+        elif ia and ia.get("title") and (seen["single"] or not parsed.get("title")):
+            parsed["guessit_title"], parsed["title"] = parsed.get("title"), ia["title"]
+            if "year" not in parsed and str(ia.get("date", ""))[:4].isdigit():
+                parsed["year"] = int(str(ia["date"])[:4])
+        if ytdlp or ia:
+            parsed["source_meta"] = ytdlp or ia
+        if seen["warnings"]:
+            parsed["warnings"] = seen["warnings"]
+        media_type = media_type_for(ext_of(path.name), parsed, from_ytdlp=bool(ytdlp), source=job.source)
+        return dataclasses.replace(job, parsed=parsed, media_type=media_type, sidecars=seen["sidecars"])

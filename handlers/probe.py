@@ -1,0 +1,169 @@
+"""probe: technical facts of a media file (duration, codecs, resolution, EXIF).
+
+Audio/video facts come from MediaInfo (https://mediaarea.net/en/MediaInfo) through pymediainfo,
+whose wheel bundles libmediainfo; photo facts from EXIF via exifread
+(https://github.com/ianare/exif-py), image size from MediaInfo. Both run in the CPU pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import mimetypes
+import os
+import re
+import stat
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import exifread
+from exifread.utils import get_gps_coords
+from pymediainfo import MediaInfo
+
+from handlers.checksum import os_error
+from handlers.parse import ext_of, media_type_for
+from harbord import offload
+from harbord.context import Context
+from harbord.errors import PermanentError
+from harbord.job import Job
+
+NO_AV = "no audio or video track found; corrupt or not a media file"
+KIND = {"movie": "av", "episode": "av", "video": "av", "music": "av", "photo": "photo"}
+
+
+def _num(value: Any) -> float | None:
+    """A number from a MediaInfo field ("25.000", 1000, "8 / 6" -> first number) or None."""
+    match = re.match(r"\s*(-?\d+(?:\.\d+)?)", str(value)) if value is not None else None
+    return float(match.group(1)) if match else None
+
+
+def _int(value: Any) -> int | None:
+    number = _num(value)
+    return None if number is None else int(number)
+
+
+def _clean(facts: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in facts.items() if v not in (None, "", [], {})}
+
+
+def _av_facts(path: str) -> dict[str, Any]:
+    info = MediaInfo.parse(path)
+    general = info.general_tracks[0] if info.general_tracks else None
+    g = general.to_data() if general is not None else {}
+    video = [_clean({
+        "codec": t.format, "profile": t.format_profile, "width": _int(t.width), "height": _int(t.height),
+        "frame_rate": _num(t.frame_rate), "bit_depth": _int(t.bit_depth), "bitrate": _int(t.bit_rate),
+        "scan_type": t.scan_type, "hdr": t.hdr_format,
+    }) for t in info.video_tracks]
+    audio = [_clean({
+        "codec": t.format, "profile": t.format_profile, "channels": _int(t.channel_s),
+        "sample_rate": _int(t.sampling_rate), "language": t.language,
+        "bit_depth": _int(t.bit_depth), "bitrate": _int(t.bit_rate),
+    }) for t in info.audio_tracks]
+    subtitles = [_clean({"codec": t.format, "language": t.language, "title": t.title})
+                 for t in info.text_tracks]
+    durations = [_num(t.duration) or 0.0 for t in info.tracks]
+    duration_ms = _num(g.get("duration")) or max(durations, default=0.0)
+    tags = _clean({
+        "title": g.get("title") or g.get("track_name"), "artist": g.get("performer"),
+        "album": g.get("album"), "album_artist": g.get("album_performer"),
+        "track": _int(g.get("track_name_position")), "genre": g.get("genre"),
+        "date": g.get("recorded_date"),
+    })
+    return _clean({
+        "duration": round(duration_ms / 1000, 3) if duration_ms else None,
+        "container": g.get("format"), "bitrate": _int(g.get("overall_bit_rate")),
+        "video": video, "audio": audio, "subtitles": subtitles, "tags": tags,
+    })
+
+
+def _taken_at(tags: dict[str, Any]) -> str | None:
+    for key, offset in (("EXIF DateTimeOriginal", "EXIF OffsetTimeOriginal"), ("Image DateTime", "")):
+        text = re.sub(r"^(\d{4}):(\d\d):(\d\d)", r"\1-\2-\3", str(tags.get(key, "")).strip())
+        try:
+            when = datetime.strptime(text[:19], "%Y-%m-%d %H:%M:%S").isoformat()
+        except ValueError:
+            continue  # missing, or the "0000:00:00 00:00:00" some cameras write
+        return when + str(tags.get(offset, "")).strip()
+    return None
+
+
+def _photo_facts(path: str) -> dict[str, Any]:
+    with open(path, "rb") as fh:
+        try:
+            tags = exifread.process_file(fh, details=False, builtin_types=True)
+        except Exception:  # exifread raises assorted errors on damaged EXIF; the image may still be fine
+            tags = {}
+    images = MediaInfo.parse(path).image_tracks
+    width = _int(images[0].width) if images else _int(tags.get("EXIF ExifImageWidth"))
+    height = _int(images[0].height) if images else _int(tags.get("EXIF ExifImageLength"))
+    if not images and not tags:
+        return {"error": "no image data or EXIF found; corrupt or not a photo"}
+    try:
+        coords = get_gps_coords(tags)
+    except (ArithmeticError, TypeError, ValueError):
+        coords = None
+    return _clean({
+        "width": width, "height": height, "taken_at": _taken_at(tags),
+        "camera_make": str(tags.get("Image Make", "")).strip(),
+        "camera_model": str(tags.get("Image Model", "")).strip(),
+        "gps": {"lat": round(coords[0], 6), "lon": round(coords[1], 6)} if coords else None,
+        "format": images[0].format if images else None,
+    })
+
+
+def probe_file(path: str, kind: str) -> dict[str, Any]:
+    """Facts about the file at ``path``; ``kind`` is ``av``, ``photo`` or ``other``.
+
+    Runs in a worker process (top-level, plain data in and out). Returns the facts, or
+    ``{"error": reason}`` for a file that is empty, not regular, or has no audio/video track
+    (``av``) / no image data (``photo``). ``other`` files get ``size`` (bytes) and ``mime`` only.
+    Raises OSError if the file cannot be opened (missing, permission denied ...).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO must not hang the worker
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(st.st_mode):
+        return {"error": "not a regular file"}
+    if st.st_size == 0:
+        return {"error": "empty file (0 bytes)"}
+    if kind == "other":
+        return _clean({"size": st.st_size, "mime": mimetypes.guess_type(Path(path).name)[0]})
+    try:
+        facts = _photo_facts(path) if kind == "photo" else _av_facts(path)
+    except RuntimeError as err:  # pymediainfo: "An error occured while opening ..."
+        return {"error": f"MediaInfo cannot open the file ({err})"}
+    if kind == "av" and not facts.get("video") and not facts.get("audio"):
+        return {"error": NO_AV}
+    return facts if "error" in facts else {"size": st.st_size, **facts}
+
+
+class Probe:
+    """Chain step ``probe``: fills ``job.probe``.
+
+    Audio/video: duration (seconds), container, bitrate (bits/s), video/audio/subtitle tracks,
+    tags (title, artist, album, track ...). Photos: width/height (pixels), taken_at (ISO),
+    camera_make/model, gps (decimal degrees). Other files: size and MIME type only. Raises
+    PermanentError for an empty, vanished, unreadable or corrupt file; RetryableError for
+    transient I/O errors (EBUSY, EAGAIN ...).
+    """
+
+    name: ClassVar[str] = "probe"
+
+    @classmethod
+    def from_context(cls, ctx: Context) -> Probe:
+        """Probe needs nothing from the context."""
+        return cls()
+
+    async def handle(self, job: Job) -> Job:
+        """Probe ``job.path``; the kind comes from ``job.media_type`` (or the extension)."""
+        media_type = job.media_type or media_type_for(ext_of(job.path), {})
+        try:
+            facts = await offload.cpu(probe_file, job.path, KIND.get(media_type, "other"))
+        except OSError as err:
+            raise os_error(err) from err
+        if "error" in facts:
+            raise PermanentError(facts["error"])
+        return dataclasses.replace(job, probe=facts)
