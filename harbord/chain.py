@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar, Protocol, runtime_checkable
 
-from harbord.errors import HandlerError, PermanentError
+from harbord.errors import HandlerError, PermanentError, Skip
 from harbord.job import Job
 
 
@@ -44,6 +44,8 @@ async def run_stage(handler: Handler, job: Job) -> Job:
         err.handler = err.handler or handler.name
         err.job_id = err.job_id or job.id
         err.path = err.path or job.path
+        raise
+    except Skip:
         raise
     except Exception as err:  # the worker must live on; keep the traceback in the message
         tb = traceback.format_exc(limit=-1).strip().splitlines()[-1]

@@ -62,7 +62,10 @@ def is_partial(path: Path) -> bool:
     lower = name.lower()
     if lower.endswith(PARTIAL_SUFFIXES) or ".part-frag" in lower:
         return True
-    return path.with_name(name + ".aria2").exists()
+    try:
+        return path.with_name(name + ".aria2").exists()
+    except OSError:  # e.g. ENAMETOOLONG: a 251+ byte name cannot have a companion
+        return False
 
 
 def hidden_below(path: Path, root: Path) -> bool:

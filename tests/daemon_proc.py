@@ -42,6 +42,7 @@ class DaemonProc:
         extra: str = "",
     ) -> None:
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.inbox = root / "inbox"
         self.state = root / "state"
         self.library = root / "library"

@@ -85,8 +85,12 @@ def test_dropped_files_are_stored_catalogued_and_announced(
         assert len(daemon.objects()) == 5
         assert daemon.status()["items"] == 5
 
-        state = wait_until(lambda: (s := sub.last("harbord/state")) and json.loads(s)
-                           if json.loads(s)["duplicate_total"] == 1 else None, 10)
+        def latest_state() -> dict[str, int] | None:
+            raw = sub.last("harbord/state")
+            state = json.loads(raw) if raw else None
+            return state if state and state["duplicate_total"] == 1 else None
+
+        state = wait_until(latest_state, 10)
         assert state["ingested_total"] == 5 and state["queue_depth"] == 0
         assert state["totals"]["objects"] == 5
 

@@ -94,3 +94,30 @@ def test_claim_only_restricts_to_ids(db: Database) -> None:
 
 def test_backoff_doubles_and_caps() -> None:
     assert [backoff_seconds(n, 30, 100) for n in (1, 2, 3, 4)] == [30, 60, 100, 100]
+
+
+async def test_chain_passes_skip_through_and_wraps_unexpected_errors() -> None:
+    from typing import ClassVar
+
+    from harbord.chain import run_chain
+    from harbord.errors import PermanentError, Skip
+
+    class Dup:
+        name: ClassVar[str] = "dup"
+
+        async def handle(self, job: Job) -> Job:
+            raise Skip("duplicate", "same content", job)
+
+    class Boom:
+        name: ClassVar[str] = "boom"
+
+        async def handle(self, job: Job) -> Job:
+            raise KeyError("x")
+
+    job = Job(id="j1", path="/in/a.mkv")
+    with pytest.raises(Skip):
+        await run_chain([Dup()], job)
+    with pytest.raises(PermanentError) as info:
+        await run_chain([Boom()], job)
+    assert info.value.handler == "boom" and info.value.path == "/in/a.mkv"
+    assert "KeyError" in str(info.value)

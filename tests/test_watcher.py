@@ -143,6 +143,7 @@ def test_partial_names(tmp_path: Path) -> None:
     assert is_partial(tmp_path / "x.!qB")
     assert is_partial(tmp_path / "x.f137.mp4.part-Frag3")
     assert not is_partial(tmp_path / "Movie (2010).mkv")
+    assert not is_partial(tmp_path / ("L" * 251 + ".mkv"))  # companion name would be too long
 
 
 async def test_single_file_moved_in_from_elsewhere_is_complete(inbox: Path, tmp_path: Path) -> None:
