@@ -46,8 +46,13 @@ def _clean(facts: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in facts.items() if v not in (None, "", [], {})}
 
 
+PARSE_SPEED = 0.0
+"""MediaInfo's ``ParseSpeed``: 0 reads headers and indexes only. The default (0.5) scans much
+of a Matroska file: 1.36 s instead of 0.012 s for a 0.5 GB mkv here, for the same tracks."""
+
+
 def _av_facts(path: str) -> dict[str, Any]:
-    info = MediaInfo.parse(path)
+    info = MediaInfo.parse(path, parse_speed=PARSE_SPEED)
     general = info.general_tracks[0] if info.general_tracks else None
     g = general.to_data() if general is not None else {}
     video = [_clean({
