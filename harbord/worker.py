@@ -124,7 +124,7 @@ class Runner:
             structlog.contextvars.unbind_contextvars("job_id")
             self.on_change()
         self.queue.finish(claimed.job_id, "ingested", job)
-        log.info("ingested", path=job.path, item_id=job.item_id, media_type=job.media_type,
+        log.info("ingested", job_id=claimed.job_id, path=job.path, item_id=job.item_id, media_type=job.media_type,
                  title=job.parsed.get("title"), object=job.object_path)
         self.sink.emit(make_event("ingested", claimed.job_id, job.path, item_id=job.item_id,
                                   media_type=job.media_type, title=job.parsed.get("title"),

@@ -40,6 +40,7 @@ class DaemonProc:
         action: str = "move",
         workers: int = 2,
         extra: str = "",
+        mqtt_extra: str = "",
     ) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,7 @@ class DaemonProc:
         self.config = root / "harbord.toml"
         self.log = root / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        mqtt = (f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {mqtt_port}\nkeepalive = 5\n'
+        mqtt = (f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {mqtt_port}\nkeepalive = 5\n{mqtt_extra}'
                 if mqtt_port else "[mqtt]\nenabled = false\n")
         self.config.write_text(
             f'[paths]\nstate = "{self.state}"\nlibrary = "{self.library}"\n'
@@ -70,10 +71,11 @@ class DaemonProc:
         """``harbord status --json`` parsed."""
         return json.loads(self.cli("status", "--json").stdout)  # type: ignore[no-any-return]
 
-    def start(self) -> DaemonProc:
+    def start(self, env_extra: dict[str, str] | None = None) -> DaemonProc:
         """Start the daemon and wait until it watches its inbox."""
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         env.pop("NOTIFY_SOCKET", None)
+        env.update(env_extra or {})
         self._logfh = open(self.log, "ab")  # noqa: SIM115 - closed in stop()/kill()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "harbord", "--config", str(self.config), "run"],
