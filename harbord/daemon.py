@@ -102,7 +102,8 @@ class Daemon:
             if interval:
                 tasks.append(asyncio.create_task(_watchdog(notifier, interval), name="watchdog"))
             inbox = ", ".join(str(w.path) for w in self.config.watches())
-            print(f"harbord: watching {inbox}; library {self.config.paths.library}", file=sys.stderr, flush=True)
+            library = self.config.paths.library
+            print(f"harbord: watching {inbox}; library {library}", file=sys.stderr, flush=True)
             log.info("started", recovered=recovered, workers=self.config.pipeline.workers,
                      db=str(self.config.db_path))
             notifier.notify(f"READY=1\nSTATUS=watching {inbox}")
@@ -122,7 +123,9 @@ class Daemon:
     async def _stop_workers(self, tasks: list[asyncio.Task[Any]]) -> None:
         self.stop_event.set()
         workers = [t for t in tasks if t.get_name().startswith("worker")]
-        _, pending = await asyncio.wait(workers, timeout=SHUTDOWN_GRACE_SECONDS) if workers else (set(), set())
+        pending: set[asyncio.Task[Any]] = set()
+        if workers:
+            _, pending = await asyncio.wait(workers, timeout=SHUTDOWN_GRACE_SECONDS)
         for task in [*pending, *(t for t in tasks if t not in workers)]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -195,7 +195,9 @@ class Watcher:
         self.candidates[str(path)] = _Candidate(watch, size, mtime, now, done_writing, now + grace)
         self._kick.set()
 
-    def _offer_tree(self, folder: Path, watch: WatchConfig, *, done_writing: bool, grace: float = 0.0) -> None:
+    def _offer_tree(
+        self, folder: Path, watch: WatchConfig, *, done_writing: bool, grace: float = 0.0
+    ) -> None:
         for path in _walk(folder):
             if str(path) not in self.candidates:
                 self.offer(path, watch, done_writing=done_writing, grace=grace)

@@ -6,11 +6,10 @@ import json
 import socket
 from pathlib import Path
 
+from harbord.log import redact_secrets
 from tests.broker import Mosquitto
 from tests.daemon_proc import DaemonProc, Subscriber, wait_until
 from tests.media import make_mp3
-
-from harbord.log import redact_secrets
 
 
 def test_sd_notify_ready_watchdog_and_stopping(tmp_path: Path) -> None:
