@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harbord.ann import AnnIndex, AnnParams
+from harbord.config import IndexConfig
 from harbord.search import brute_force
 from harbord.vectors import VectorStore
 
@@ -153,8 +154,8 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--m", type=int, default=16)
-    parser.add_argument("--ef-construction", type=int, default=200)
-    parser.add_argument("--ef", type=int, default=64)
+    parser.add_argument("--ef-construction", type=int, default=IndexConfig().ef_construction)
+    parser.add_argument("--ef", type=int, default=IndexConfig().ef_search)
     parser.add_argument("--ef-sweep", default="32,128,256",
                         help="other query-time ef values to report recall/latency for (comma list)")
     parser.add_argument("--texts", type=int, default=2000, help="MiniLM throughput sample (0 = skip)")
