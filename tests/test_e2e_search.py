@@ -30,6 +30,12 @@ QUERIES = {
 }
 
 
+def _settled(daemon: DaemonProc, items: int) -> bool:
+    status = daemon.status()
+    jobs = status["jobs"]
+    return bool(status["items"] == items and jobs["pending"] == jobs["running"] == 0)
+
+
 def _search(daemon: DaemonProc, *args: str) -> list[dict[str, object]]:
     return json.loads(daemon.cli("search", "--json", *args).stdout)  # type: ignore[no-any-return]
 
@@ -50,7 +56,7 @@ def test_daemon_indexes_arrivals_and_search_finds_them(tmp_path: Path) -> None:
         assert _search(daemon, "anything") == []  # empty index: empty list, not an error
         for seed, (key, rel) in enumerate(VIDEOS.items()):
             _drop_video(daemon, staging, key, FIXTURES / "ytdlp" / rel, seed + 100)
-        wait_until(lambda: daemon.status()["items"] == 4, 120, interval=0.5)
+        wait_until(lambda: _settled(daemon, 4), 120, interval=0.5)
         items = {json.loads(daemon.cli("show", str(i), "--json").stdout)["files"][0]["path"]: i
                  for i in range(1, 5)}
         by_key = {Path(p).stem: i for p, i in items.items()}
@@ -78,7 +84,7 @@ def test_kill_9_while_indexing_then_every_item_searchable_once(tmp_path: Path) -
         wait_until(lambda: daemon.status()["items"] >= 6, 120, interval=0.2)
         daemon.kill()
         daemon.start()
-        wait_until(lambda: daemon.status()["items"] == 24, 180, interval=0.5)
+        wait_until(lambda: _settled(daemon, 24), 180, interval=0.5)
         assert daemon.stop() == 0
         hits = _search(daemon, "holiday clip", "-k", "100")
         ids = [h["item_id"] for h in hits]
