@@ -11,14 +11,16 @@ import dataclasses
 import errno
 import os
 import stat
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from blake3 import blake3
 
 from harbord import offload
-from harbord.context import Context
 from harbord.errors import HandlerError, PermanentError, RetryableError
 from harbord.job import Job
+
+if TYPE_CHECKING:  # annotations only: keeps pydantic/sqlite-utils/numpy out of the CPU pool's workers
+    from harbord.context import Context
 
 CHUNK = 8 * 1024 * 1024
 """Bytes read per ``readinto`` call (8 MiB)."""

@@ -9,21 +9,25 @@ relative to the watched folder (at most two parent folders), so ``Show/Season 1/
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import os
+import time
 from datetime import date, datetime
 from pathlib import Path, PurePath
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import defusedxml.ElementTree as SafeET
 from babelfish import Language
 from guessit import guessit
 
 from harbord import offload
-from harbord.context import Context
 from harbord.errors import PermanentError, Skip
 from harbord.job import Job
+
+if TYPE_CHECKING:  # annotations only: keeps pydantic/sqlite-utils/numpy out of the CPU pool's workers
+    from harbord.context import Context
 
 
 def _words(text: str) -> frozenset[str]:
@@ -67,16 +71,25 @@ def _name_kind(name: str) -> str | None:
 
 
 class _Folder:
-    """The file names of one folder, indexed once for sidecar lookups (O(names) per file)."""
+    """The file names of one folder (sorted), indexed once for sidecar lookups.
+
+    ``shared``: positions of the names that can be a sidecar of any file in the folder
+    (Internet Archive ``_meta.xml``, folder art such as ``poster.jpg``); every other sidecar
+    starts with its owner's stem, so :func:`find_sidecars` looks at those plus the run of names
+    sharing the file's stem (found by bisection) instead of classifying the whole folder.
+    """
 
     def __init__(self, names: list[str]) -> None:
         self.names = names
         self.media: list[str] = []
+        self.shared: list[int] = []
         photos: list[str] = []
-        for name in names:
+        for index, name in enumerate(names):
             ext = ext_of(name)
             if ext in AV_EXTS or ext in PHOTO_EXTS:
                 (self.media if ext in AV_EXTS else photos).append(name)
+            if name.lower().endswith("_meta.xml") or _stem(name).lower() in FOLDER_ART:
+                self.shared.append(index)
         self.first = min(self.media or photos, default=None)
         self.stems = {_stem(n): n for n in photos + self.media}  # media win over photos
 
@@ -101,11 +114,42 @@ class _Folder:
         return ("cover", owner) if owner else None
 
 
+FOLDER_CACHE_MIN_AGE_NS = 2_000_000_000
+"""A folder listing is reused only while the folder's (mtime, ctime) are unchanged and were
+already 2 s old (ns) when it was read, so a change in the same timestamp tick cannot hide."""
+FOLDER_CACHE_SIZE = 64
+_folders: dict[str, tuple[tuple[int, int, int, int], _Folder]] = {}
+
+
 def _folder(folder: Path) -> _Folder:
+    """The indexed listing of ``folder`` (empty if it is missing or unreadable).
+
+    Every file of a batch lists its folder for sidecars: a fresh listing per file made a folder
+    of n files cost O(n^2) (0.31 ms per file at 200 files here, 3.0 ms at 2000). A listing is
+    reused while the folder is unchanged: same inode, mtime and ctime (ctime also catches a
+    tool that adds files and then sets the old mtime back, as ``rsync -a`` does), and only if
+    that ctime/mtime was :data:`FOLDER_CACHE_MIN_AGE_NS` old when the listing was read.
+    """
+    name = str(folder)
+    key: tuple[int, int, int, int] | None = None
     try:
-        return _Folder(sorted(entry.name for entry in os.scandir(folder) if entry.is_file()))
+        st = os.stat(folder)
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    except OSError:
+        pass
+    cached = _folders.get(name)
+    if key is not None and cached is not None and cached[0] == key:
+        return cached[1]
+    read_at = time.time_ns()
+    try:
+        listing = _Folder(sorted(entry.name for entry in os.scandir(folder) if entry.is_file()))
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return _Folder([])
+    if key is not None and read_at - max(key[2], key[3]) >= FOLDER_CACHE_MIN_AGE_NS:
+        if len(_folders) >= FOLDER_CACHE_SIZE:
+            _folders.clear()  # (atomic; listings run in several threads at once)
+        _folders[name] = (key, listing)
+    return listing
 
 
 def is_sidecar(path: Path) -> bool:
@@ -146,7 +190,15 @@ def find_sidecars(path: Path, folder: _Folder | None = None) -> dict[str, str]:
     found: dict[str, str] = {}
     covers: list[tuple[int, str]] = []
     metas: list[str] = []
-    for name in folder.names:
+    stem = _stem(path.name)
+    names = folder.names
+    start = end = bisect.bisect_left(names, stem)
+    while end < len(names) and names[end].startswith(stem):
+        end += 1
+    # Only names that can matter are classified, in folder order (see _Folder). Classifying
+    # every name cost 0.30 ms per file in a 200-file folder, 2.9 ms at 2000 (O(n^2) a batch).
+    for index in sorted({*range(start, end), *folder.shared}):
+        name = names[index]
         got = folder.classify(name)
         if got is None or name == path.name:
             continue
@@ -159,9 +211,9 @@ def find_sidecars(path: Path, folder: _Folder | None = None) -> dict[str, str]:
         elif owner != path.name:
             continue
         elif kind == "cover":
-            covers.append((0 if name[len(_stem(path.name)):].startswith("-poster") else 1, full))
+            covers.append((0 if name[len(stem):].startswith("-poster") else 1, full))
         elif kind == "subtitles":
-            key = _subtitle_key(name, _stem(path.name))
+            key = _subtitle_key(name, stem)
             found[key if key not in found else f"{key}:{ext_of(name)}"] = full
         elif kind in ("info_json", "nfo", "xmp"):
             found[kind] = full
@@ -195,6 +247,12 @@ def guess(name: str) -> dict[str, Any]:
     except Exception as err:  # guessit wraps any internal failure in GuessitException
         return {"title": PurePath(name).stem, "parse_error": f"{type(err).__name__}: {err}"}
     return {str(key): _plain(value) for key, value in facts.items()}
+
+
+def warm_worker() -> None:
+    """Pool worker start-up hook (see :func:`harbord.runtime.pool_setup`): guessit builds its
+    rule set on the first call (~0.15-0.25 s here); pay it before the first file."""
+    guess("Show.Name.S01E01.720p.mkv")
 
 
 def guess_input(path: PurePath, watch_root: PurePath | None = None) -> str:

@@ -14,7 +14,7 @@ import re
 import stat
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import exifread
 from exifread.utils import get_gps_coords
@@ -23,9 +23,11 @@ from pymediainfo import MediaInfo
 from handlers.checksum import os_error
 from handlers.parse import ext_of, media_type_for
 from harbord import offload
-from harbord.context import Context
 from harbord.errors import PermanentError
 from harbord.job import Job
+
+if TYPE_CHECKING:  # annotations only: keeps pydantic/sqlite-utils/numpy out of the CPU pool's workers
+    from harbord.context import Context
 
 NO_AV = "no audio or video track found; corrupt or not a media file"
 KIND = {"movie": "av", "episode": "av", "video": "av", "music": "av", "photo": "photo"}

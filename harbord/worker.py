@@ -94,14 +94,26 @@ class Runner:
 
     async def run_claimed(self, claimed: Claimed) -> str:
         """Run one claimed job to its end; returns the final outcome
-        (ingested, duplicate, ignored, failed, dead). Cancellation parks the job (pending)."""
+        (ingested, duplicate, ignored, failed, dead). Cancellation parks the job (pending).
+
+        The last stage's progress and the ``ingested`` outcome are written in one UPDATE
+        (:meth:`JobQueue.finish` with ``stage``), before that stage's event, as every other
+        stage's :meth:`JobQueue.advance` is.
+        """
         job = claimed.job
+        last = len(self.handlers)
+        finished = False
         self.active[claimed.job_id] = job.path
         structlog.contextvars.bind_contextvars(job_id=claimed.job_id)
         self.on_change()
 
         async def on_stage(index: int, new: Job) -> None:
-            self.queue.advance(claimed.job_id, index, new)
+            nonlocal finished
+            if index == last:
+                self.queue.finish(claimed.job_id, "ingested", new, stage=index)
+                finished = True
+            else:
+                self.queue.advance(claimed.job_id, index, new)
             stage = self.handlers[index - 1].name
             log.debug("stage done", stage=stage, path=new.path)
             self.sink.emit(make_event("stage", claimed.job_id, new.path, item_id=new.item_id, stage=stage))
@@ -123,9 +135,10 @@ class Runner:
             self.active.pop(claimed.job_id, None)
             structlog.contextvars.unbind_contextvars("job_id")
             self.on_change()
-        self.queue.finish(claimed.job_id, "ingested", job)
-        log.info("ingested", job_id=claimed.job_id, path=job.path, item_id=job.item_id, media_type=job.media_type,
-                 title=job.parsed.get("title"), object=job.object_path)
+        if not finished:  # nothing left to run (resumed after its last stage)
+            self.queue.finish(claimed.job_id, "ingested", job)
+        log.info("ingested", job_id=claimed.job_id, path=job.path, item_id=job.item_id,
+                 media_type=job.media_type, title=job.parsed.get("title"), object=job.object_path)
         self.sink.emit(make_event("ingested", claimed.job_id, job.path, item_id=job.item_id,
                                   media_type=job.media_type, title=job.parsed.get("title"),
                                   file_hash=job.file_hash))
