@@ -160,8 +160,9 @@ def main() -> int:
                         help="other query-time ef values to report recall/latency for (comma list)")
     parser.add_argument("--texts", type=int, default=2000, help="MiniLM throughput sample (0 = skip)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", choices=["synthetic", "minilm"], default="synthetic",
-                        help="synthetic power-law mixture (fast) or real MiniLM vectors of generated titles")
+    parser.add_argument("--data", choices=["synthetic", "minilm"], default="minilm",
+                        help="real MiniLM vectors of generated titles (first run embeds them, ~5 min)"
+                        " or a synthetic power-law mixture (harder, fast)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "harbord-bench",
                         help="where --data minilm keeps its vectors")
     args = parser.parse_args()

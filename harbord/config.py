@@ -114,7 +114,7 @@ class IndexConfig(_Model):
 
     m: int = Field(default=16, ge=4, le=128)
     ef_construction: int = Field(default=200, ge=10)
-    ef_search: int = Field(default=128, ge=10)
+    ef_search: int = Field(default=64, ge=10)
     save_every_seconds: float = Field(default=30.0, gt=0)
 
 
