@@ -23,11 +23,7 @@ def _register() -> None:
         ("embed", "handlers.embed", "Embed"),
         ("index", "handlers.index", "Index"),
     ]:
-        try:
-            BUILTIN[name] = getattr(importlib.import_module(module), cls)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
+        BUILTIN[name] = getattr(importlib.import_module(module), cls)
 
 
 _register()

@@ -306,17 +306,11 @@ def doctor(config: Config) -> None:
     sys.exit(worst)
 
 
-def _add_optional_commands() -> None:
-    import importlib
+def _add_search_commands() -> None:
+    from harbord import cli_search  # light: heavy imports happen inside the commands
 
-    try:
-        cli_search = importlib.import_module("harbord.cli_search")
-    except ModuleNotFoundError as err:
-        if err.name != "harbord.cli_search":
-            raise
-        return
     main.add_command(cli_search.search)
     main.add_command(cli_search.reindex)
 
 
-_add_optional_commands()
+_add_search_commands()
