@@ -19,6 +19,7 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import defusedxml.ElementTree as SafeET
+import babelfish
 from babelfish import Language
 from guessit import guessit
 
@@ -172,7 +173,7 @@ def _subtitle_key(name: str, stem: str) -> str:
             try:
                 lang = str(convert(part if convert is not Language.fromname else part.title()))
                 break
-            except (ValueError, KeyError, LookupError):
+            except (ValueError, KeyError, LookupError, babelfish.Error):
                 continue
         else:
             flags.append(part.lower())

@@ -22,7 +22,7 @@ from harbord.embedders import Embedder, load_embedder
 from harbord.job import Job
 from harbord.search import SpaceReader, brute_force
 from harbord.vectors import SpaceBusyError, VectorError, VectorSpace, VectorStore, space_dir
-from tests.conftest import FIXTURES
+from tests.conftest import recorded_objects
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = "test-space"
@@ -38,21 +38,11 @@ def minilm() -> Embedder:
 def fixture_titles() -> list[str]:
     """Titles and overviews from the recorded TMDb/OMDb responses (real text)."""
     texts: list[str] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            title = node.get("title") or node.get("name") or node.get("Title")
-            overview = node.get("overview") or node.get("Plot")
-            if isinstance(title, str) and isinstance(overview, str) and overview:
-                texts.append(f"{title}. {overview}")
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    for path in sorted([*FIXTURES.glob("tmdb/**/*.json"), *FIXTURES.glob("omdb/**/*.json")]):
-        walk(json.loads(path.read_text(encoding="utf-8")))
+    for node in recorded_objects():
+        title = node.get("title") or node.get("name") or node.get("Title")
+        overview = node.get("overview") or node.get("Plot")
+        if isinstance(title, str) and isinstance(overview, str) and overview:
+            texts.append(f"{title}. {overview}")
     return list(dict.fromkeys(texts))
 
 

@@ -318,3 +318,15 @@ CURATED: list[tuple[str, dict[str, Any]]] = [
 def test_curated_release_names(filename: str, expected: dict[str, Any]) -> None:
     got = guess(_name(filename))
     assert {k: got.get(k) for k in expected} == expected
+
+
+def test_subtitle_suffix_that_is_not_a_language_does_not_fail(tmp_path: Path) -> None:
+    from handlers.parse import find_sidecars
+
+    video = tmp_path / "Show.S01E01.mp4"
+    video.write_bytes(b"v")
+    (tmp_path / "Show.S01E01.720p.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhi\n")
+    (tmp_path / "Show.S01E01.en.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhi\n")
+    sidecars = find_sidecars(video)
+    assert sidecars["subtitles:en"].endswith("Show.S01E01.en.srt")
+    assert any(p.endswith("Show.S01E01.720p.srt") for p in sidecars.values())

@@ -28,7 +28,7 @@ from harbord.embedders import Embedder, load_embedder
 from harbord.job import Job
 from harbord.search import SpaceReader
 from harbord.vectors import VectorSpace
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, recorded_objects
 
 SPACE = "all-minilm-l6-v2"
 
@@ -59,24 +59,13 @@ def recorded_films() -> list[Film]:
     title), the Game of Thrones season 1 episodes, and one episode each of two other shows."""
     films: dict[str, Film] = {}
 
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            title = node.get("title") or node.get("Title")
-            overview = node.get("overview") or node.get("Plot")
-            date = node.get("release_date") or node.get("Year")
-            if (isinstance(title, str) and isinstance(overview, str) and len(overview) > 20
-                    and date is not None and node.get("Type", "movie") == "movie"):
-                films.setdefault(title, Film(title, _year(date), overview))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    for path in sorted([*FIXTURES.glob("tmdb/**/*.json"), *FIXTURES.glob("omdb/**/*.json")]):
-        if "search-tv" in path.name or "tv-" in path.name or "search_tv" in path.name:
-            continue
-        walk(json.loads(path.read_text(encoding="utf-8")))
+    for node in recorded_objects(skip_tv=True):
+        title = node.get("title") or node.get("Title")
+        overview = node.get("overview") or node.get("Plot")
+        date = node.get("release_date") or node.get("Year")
+        if (isinstance(title, str) and isinstance(overview, str) and len(overview) > 20
+                and date is not None and node.get("Type", "movie") == "movie"):
+            films.setdefault(title, Film(title, _year(date), overview))
     out = list(films.values())
     season = json.loads((FIXTURES / "tmdb/jdrouet_tmdb-api/tv-season-details.json").read_text())
     for ep in season["episodes"]:
