@@ -18,8 +18,8 @@ from datetime import date, datetime
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import defusedxml.ElementTree as SafeET
 import babelfish
+import defusedxml.ElementTree as SafeET
 from babelfish import Language
 from guessit import guessit
 
