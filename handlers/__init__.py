@@ -3,27 +3,39 @@
 ``BUILTIN`` maps the names used in ``[pipeline] handlers`` to handler classes. Every class has
 ``name`` (ClassVar), ``async handle(job) -> Job`` and ``from_context(ctx) -> handler``, which
 takes what it needs from :class:`harbord.context.Context`.
+
+A handler's module is imported on first lookup (``BUILTIN["parse"]``), not when the registry is
+imported: validating a config only needs the names, and every CLI command validates one.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-BUILTIN: dict[str, Any] = {}
+_MODULES: dict[str, tuple[str, str]] = {
+    "parse": ("handlers.parse", "Parse"),
+    "probe": ("handlers.probe", "Probe"),
+    "checksum": ("handlers.checksum", "Checksum"),
+    "store": ("handlers.store", "Store"),
+    "embed": ("handlers.embed", "Embed"),
+    "index": ("handlers.index", "Index"),
+}
 
 
-def _register() -> None:
-    import importlib
+class _Registry(Mapping[str, Any]):
+    """Handler name -> class, importing the class's module on first access."""
 
-    for name, module, cls in [
-        ("parse", "handlers.parse", "Parse"),
-        ("probe", "handlers.probe", "Probe"),
-        ("checksum", "handlers.checksum", "Checksum"),
-        ("store", "handlers.store", "Store"),
-        ("embed", "handlers.embed", "Embed"),
-        ("index", "handlers.index", "Index"),
-    ]:
-        BUILTIN[name] = getattr(importlib.import_module(module), cls)
+    def __getitem__(self, name: str) -> Any:
+        module, cls = _MODULES[name]
+        return getattr(importlib.import_module(module), cls)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_MODULES)
+
+    def __len__(self) -> int:
+        return len(_MODULES)
 
 
-_register()
+BUILTIN: Mapping[str, Any] = _Registry()

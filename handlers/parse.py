@@ -18,10 +18,7 @@ from datetime import date, datetime
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import babelfish
 import defusedxml.ElementTree as SafeET
-from babelfish import Language
-from guessit import guessit
 
 from harbord import offload
 from harbord.errors import PermanentError, Skip
@@ -29,6 +26,10 @@ from harbord.job import Job
 
 if TYPE_CHECKING:  # annotations only: keeps pydantic/sqlite-utils/numpy out of the CPU pool's workers
     from harbord.context import Context
+
+# guessit (~80 ms to import, ~0.2 s to build its rules) runs only in the CPU pool: it is imported
+# there, in guess(), and babelfish where a subtitle name is read, so the main process and every
+# CLI command that only names the handlers do not pay for them.
 
 
 def _words(text: str) -> frozenset[str]:
@@ -164,6 +165,9 @@ def is_sidecar(path: Path) -> bool:
 
 
 def _subtitle_key(name: str, stem: str) -> str:
+    import babelfish
+    from babelfish import Language
+
     lang, flags = "und", []
     for part in name[len(stem) + 1:].split(".")[:-1]:
         if part.lower() in SUBTITLE_FLAGS or lang != "und":
@@ -243,6 +247,8 @@ def guess(name: str) -> dict[str, Any]:
     Runs in a worker process (top-level, picklable). Never raises: if guessit fails, the result
     is ``{"title": <stem>, "parse_error": <message>}``.
     """
+    from guessit import guessit
+
     try:
         facts = guessit(name)
     except Exception as err:  # guessit wraps any internal failure in GuessitException

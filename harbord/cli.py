@@ -28,6 +28,16 @@ console = Console(stderr=True)
 out = Console()
 
 
+def _print_json(text: str) -> None:
+    """Print a JSON document on stdout: colourised and indented on a terminal, else the text
+    as is, one line. rich's highlighting costs ~3 ms per line of output (0.6 s for the 200-file
+    result of ``ingest --json``), which a program reading the output does not need."""
+    if out.is_terminal:
+        out.print_json(text)
+    else:
+        click.echo(text)
+
+
 def _fail(message: str, code: int = 2) -> None:
     console.print(f"[red]harbord:[/red] {message}", highlight=False)
     sys.exit(code)
@@ -172,7 +182,7 @@ def ingest(config: Config, paths: tuple[Path, ...], action: str, as_json: bool) 
     results = asyncio.run(_ingest(config, files, action, quiet=as_json))
     failed = [p for p, r in results.items() if r["state"] != "done"]
     if as_json:
-        out.print_json(json.dumps(results))
+        _print_json(json.dumps(results))
     else:
         counts: dict[str, int] = {}
         for r in results.values():
@@ -206,7 +216,7 @@ def status(config: Config, as_json: bool) -> None:
     """Job counts, catalog totals and recent failures with their reasons."""
     data = _status(config)
     if as_json:
-        out.print_json(json.dumps(data))
+        _print_json(json.dumps(data))
         return
     table = Table(title="harbord status")
     for state in data["jobs"]:
@@ -246,7 +256,7 @@ def show(config: Config, ref: str, as_json: bool) -> None:
         _fail(f"no item for {ref!r}", code=1)
         return
     if as_json:
-        out.print_json(json.dumps(item, default=str))
+        _print_json(json.dumps(item, default=str))
         return
     table = Table(show_header=False, title=f"item {item['id']}")
     for key in ("title", "media_type", "year", "season", "episode", "object_hash"):
@@ -285,7 +295,7 @@ def retry(config: Config, job_id: str | None, failed: bool, dead: bool) -> None:
 @click.pass_obj
 def check_config(config: Config) -> None:
     """Validate the config (unknown keys and handlers are errors) and print it resolved."""
-    out.print_json(config.model_dump_json())
+    _print_json(config.model_dump_json())
 
 
 @main.command()

@@ -30,14 +30,23 @@ import select
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from harbord.errors import RetryableError
+
 T = TypeVar("T")
+
+WARMUPS_ENV = "HARBORD_POOL_WARMUPS"
+"""Environment variable naming the warm-ups that :mod:`harbord.pool_warm` runs in the fork server."""
 
 _pool: ProcessPoolExecutor | None = None
 _ready: concurrent.futures.Future[None] | None = None
 _starter: threading.Thread | None = None
 _start_lock = threading.Lock()
+_replace_lock = threading.Lock()
+_settings: tuple[int, tuple[Callable[[], Any], ...]] = (1, ())
+"""(workers, warm-ups) of the configured pool, to replace a broken one alike."""
 
 
 def _init_worker(owner: int, warmups: Sequence[Callable[[], Any]]) -> None:
@@ -93,21 +102,33 @@ def configure(
 
     ``preload``: module names the fork server imports before forking workers (the modules of
     the functions passed to :func:`cpu`); it only takes effect when the fork server starts,
-    i.e. on the first call in a process. ``warmups``: picklable top-level functions each worker
-    runs once when it starts (guessit builds its rule set on the first call: ~0.15-0.25 s),
-    so that cost is paid while the pool starts instead of by the first file's stage.
+    i.e. on the first call in a process. ``warmups``: top-level functions run once by the fork
+    server after the preload (see :mod:`harbord.pool_warm`), so every worker is forked warm,
+    and once more by each worker as it starts (cheap when the fork server ran them; needed when
+    the fork server was already running). guessit builds its rule set on its first call
+    (~0.15-0.25 s); this way that is paid once, while the pool starts, not by the first file.
     ``start``: start the workers now (in the background); False starts them on the first
     :func:`cpu` call instead.
     """
-    global _pool, _ready, _starter
+    global _settings
     shutdown()
     count = processes or os.cpu_count() or 1
     ctx = multiprocessing.get_context("forkserver")
     if preload:
-        ctx.set_forkserver_preload(list(preload))
+        # harbord.pool_warm, imported last by the fork server, runs the warm-ups there once.
+        os.environ[WARMUPS_ENV] = " ".join(f"{w.__module__}:{w.__qualname__}" for w in warmups)
+        ctx.set_forkserver_preload([*preload, "harbord.pool_warm"])
+    _settings = (count, tuple(warmups))
+    _new_pool(start)
+
+
+def _new_pool(start: bool) -> None:
+    """Create the pool from :data:`_settings` and its starter thread (started if ``start``)."""
+    global _pool, _ready, _starter
+    count, warmups = _settings
     _pool = ProcessPoolExecutor(
-        max_workers=count, mp_context=ctx, initializer=_init_worker,
-        initargs=(os.getpid(), tuple(warmups)),
+        max_workers=count, mp_context=multiprocessing.get_context("forkserver"),
+        initializer=_init_worker, initargs=(os.getpid(), warmups),
     )
     _ready = concurrent.futures.Future()
     _starter = threading.Thread(
@@ -115,6 +136,15 @@ def configure(
     )
     if start:
         _starter.start()
+
+
+def _replace_broken(broken: ProcessPoolExecutor) -> None:
+    """Put a new pool in place of ``broken`` (once, however many calls saw it break)."""
+    with _replace_lock:
+        if _pool is not broken:
+            return  # another call replaced it already, or the pool was shut down
+        broken.shutdown(wait=False, cancel_futures=True)
+        _new_pool(start=True)
 
 
 def _start() -> None:
@@ -138,14 +168,27 @@ def shutdown() -> None:
 
 
 async def cpu(fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn(*args)`` in the process pool if configured, else in a thread."""
+    """Run ``fn(*args)`` in the process pool if configured, else in a thread.
+
+    Raises RetryableError if a worker process died (killed, or a crash in native code such
+    as libmediainfo): the pool is replaced at once, and every call that was running in it
+    fails this way, since which one crashed it cannot be told; retried later, the innocent
+    jobs pass and the culprit, crashing its worker each time, ends dead after
+    ``pipeline.max_attempts``. Anything ``fn`` raises is raised as is.
+    """
     pool, ready = _pool, _ready
     if pool is None:
         return await asyncio.to_thread(fn, *args)
     if ready is not None and not ready.done():
         _start()
         await asyncio.wrap_future(ready)
-    return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+    except BrokenProcessPool as err:
+        _replace_broken(pool)
+        raise RetryableError(
+            f"a CPU worker process died during this or a concurrent job ({err}); retried later"
+        ) from err
 
 
 async def io(fn: Callable[..., T], *args: Any) -> T:
