@@ -24,6 +24,11 @@ _MODULES: dict[str, tuple[str, str]] = {
 }
 
 
+def module_of(name: str) -> str:
+    """The module of the built-in handler ``name`` (not imported). Raises KeyError."""
+    return _MODULES[name][0]
+
+
 class _Registry(Mapping[str, Any]):
     """Handler name -> class, importing the class's module on first access."""
 

@@ -61,6 +61,10 @@ class _Group(click.Group):
 def main(ctx: click.Context, config_path: Path | None) -> None:
     """harbord: watch drop folders, identify, store, search and announce media."""
     ctx.obj = load_config(config_path)
+    if ctx.invoked_subcommand == "ingest":  # start the CPU pool first: it warms up meanwhile
+        from harbord.runtime import start_cpu_pool
+
+        start_cpu_pool(ctx.obj)
 
 
 def _setup_logging(config: Config) -> None:
@@ -79,20 +83,28 @@ def run(config: Config) -> None:
     sys.exit(asyncio.run(run_daemon(config)))
 
 
-def _expand(paths: tuple[Path, ...]) -> list[Path]:
+def _expand(paths: tuple[Path, ...]) -> list[tuple[Path, str | None]]:
+    """The files to ingest, each with the root its name is parsed relative to.
+
+    A folder's files are taken as if the folder had been dropped into an inbox: the root is
+    the folder's parent, so the folder's own name (``Show/``, ``Movie (2019)/``) is context for
+    guessit and the folders above it (``/home/me``) are not. A file named on its own has no
+    root: parse reads its last two parent folders.
+    """
     from harbord.watcher import hidden_below, is_partial
 
-    files: list[Path] = []
+    files: list[tuple[Path, str | None]] = []
     for given in paths:
         if given.is_dir():
+            root = os.path.dirname(os.path.abspath(given))
             for dirpath, dirnames, names in os.walk(given):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 for name in sorted(names):
                     path = Path(dirpath) / name
                     if not is_partial(path) and not hidden_below(path, given):
-                        files.append(path)
+                        files.append((path, root))
         else:
-            files.append(given)
+            files.append((given, None))
     return files
 
 
@@ -116,10 +128,11 @@ def _ingest_workers(config: Config) -> int:
     return max(config.pipeline.workers, 2 * (os.cpu_count() or 1) + 2)
 
 
-async def _ingest(config: Config, files: list[Path], action: str, quiet: bool) -> dict[str, Any]:
+async def _ingest(config: Config, files: list[tuple[Path, str | None]], action: str,
+                  quiet: bool) -> dict[str, Any]:
     from harbord.runtime import open_runtime
 
-    rt = open_runtime(config, start_pool=True)  # first: the CPU pool warms up meanwhile
+    rt = open_runtime(config, processes=False)  # the CPU pool was started by ingest()
     from harbord.worker import Runner
 
     inner: EventSink = ListSink()
@@ -135,18 +148,19 @@ async def _ingest(config: Config, files: list[Path], action: str, quiet: bool) -
             task = progress.add_task("ingest", total=len(files))
             runner = Runner(rt.queue, rt.handlers, _ProgressSink(inner, progress, task),
                             watch_roots=rt.watch_roots())
-            settled: list[tuple[str, int, float]] = []
-            for path in files:
+            settled: list[tuple[str, int, float, str | None]] = []
+            for path, root in files:
                 absolute = os.path.abspath(path)
                 try:
                     st = os.stat(absolute)
-                    settled.append((absolute, st.st_size, st.st_mtime))
-                except OSError:
-                    settled.append((absolute, 0, 0.0))  # the job fails with the reason, naming the file
+                    settled.append((absolute, st.st_size, st.st_mtime, root))
+                except OSError:  # the job fails with the reason, naming the file
+                    settled.append((absolute, 0, 0.0, root))
             ids: dict[str, str] = {}
             with rt.queue.db.atomic():  # one transaction for the whole batch, not one per file
-                for absolute, size, mtime in settled:
-                    job_id, created = runner.submit(absolute, size, mtime, source="cli", action=action)
+                for absolute, size, mtime, root in settled:
+                    job_id, created = runner.submit(absolute, size, mtime, source="cli", action=action,
+                                                    watch_root=root)
                     if not created and not rt.queue.retry(job_id):  # failed before: try again
                         progress.advance(task)  # done before: stays done
                     ids[job_id] = absolute
@@ -175,11 +189,16 @@ def ingest(config: Config, paths: tuple[Path, ...], action: str, as_json: bool) 
 
     Exit 0 when every file ended ingested or duplicate, 1 if any failed.
     """
-    _setup_logging(config.model_copy(update={"log": config.log.model_copy(update={"level": "warning"})}))
-    files = _expand(paths)
-    if not files:
-        _fail("nothing to ingest")
-    results = asyncio.run(_ingest(config, files, action, quiet=as_json))
+    from harbord import offload
+
+    try:
+        _setup_logging(config.model_copy(update={"log": config.log.model_copy(update={"level": "warning"})}))
+        files = _expand(paths)
+        if not files:
+            _fail("nothing to ingest")
+        results = asyncio.run(_ingest(config, files, action, quiet=as_json))
+    finally:
+        offload.shutdown()
     failed = [p for p, r in results.items() if r["state"] != "done"]
     if as_json:
         _print_json(json.dumps(results))

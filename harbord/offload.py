@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import importlib
 import multiprocessing
 import os
 import select
@@ -45,18 +46,24 @@ _ready: concurrent.futures.Future[None] | None = None
 _starter: threading.Thread | None = None
 _start_lock = threading.Lock()
 _replace_lock = threading.Lock()
-_settings: tuple[int, tuple[Callable[[], Any], ...]] = (1, ())
+_settings: tuple[int, tuple[str, ...]] = (1, ())
 """(workers, warm-ups) of the configured pool, to replace a broken one alike."""
 
 
-def _init_worker(owner: int, warmups: Sequence[Callable[[], Any]]) -> None:
+def _init_worker(owner: int, warmups: Sequence[str]) -> None:
     """Pool initializer, in each new worker: exit with the owning process ``owner`` (pid), then
-    run each warm-up once. A warm-up is only an optimisation: one that fails must not break the
-    pool (the real call reports the error)."""
+    run the warm-ups (see :func:`run_warmups`)."""
     _exit_with(owner)
-    for warm in warmups:
+    run_warmups(warmups)
+
+
+def run_warmups(warmups: Sequence[str]) -> None:
+    """Call each ``"module:function"`` of ``warmups`` once. A warm-up is only an optimisation:
+    one that is missing or fails is skipped (the real call reports the error)."""
+    for name in warmups:
+        module, _, function = name.partition(":")
         with contextlib.suppress(Exception):
-            warm()
+            getattr(importlib.import_module(module), function)()
 
 
 def _exit_with(owner: int) -> None:
@@ -95,14 +102,15 @@ def configure(
     processes: int,
     *,
     preload: Sequence[str] = (),
-    warmups: Sequence[Callable[[], Any]] = (),
+    warmups: Sequence[str] = (),
     start: bool = True,
 ) -> None:
     """Set up the shared process pool with ``processes`` workers (0 = one per core).
 
     ``preload``: module names the fork server imports before forking workers (the modules of
     the functions passed to :func:`cpu`); it only takes effect when the fork server starts,
-    i.e. on the first call in a process. ``warmups``: top-level functions run once by the fork
+    i.e. on the first call in a process. ``warmups``: ``"module:function"`` names of top-level
+    functions (no arguments) run once by the fork
     server after the preload (see :mod:`harbord.pool_warm`), so every worker is forked warm,
     and once more by each worker as it starts (cheap when the fork server ran them; needed when
     the fork server was already running). guessit builds its rule set on its first call
@@ -116,7 +124,7 @@ def configure(
     ctx = multiprocessing.get_context("forkserver")
     if preload:
         # harbord.pool_warm, imported last by the fork server, runs the warm-ups there once.
-        os.environ[WARMUPS_ENV] = " ".join(f"{w.__module__}:{w.__qualname__}" for w in warmups)
+        os.environ[WARMUPS_ENV] = " ".join(warmups)
         ctx.set_forkserver_preload([*preload, "harbord.pool_warm"])
     _settings = (count, tuple(warmups))
     _new_pool(start)

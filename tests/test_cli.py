@@ -58,6 +58,19 @@ def test_ingest_exit_codes_json_and_status(h: DaemonProc, drop: Path) -> None:
     assert dup[str(copy)]["outcome"] == "duplicate" and dup[str(copy)]["item_id"] == good["item_id"]
 
 
+def test_ingest_of_a_folder_parses_names_below_the_folder_s_parent(h: DaemonProc, tmp_path: Path) -> None:
+    # Taken as if "Season 2" were dropped into an inbox: the folder above it is not context.
+    # guessit on the two parents instead ("Downloads 2019/Season 2/...") reads title
+    # "Downloads", year 2019, and no episode.
+    season = tmp_path / "Downloads 2019" / "Season 2"
+    season.mkdir(parents=True)
+    episode = make_mp4(season / "Some Show - 05.mp4", seed=62)
+    results = json.loads(h.cli("ingest", "--json", str(season)).stdout)
+    item = json.loads(h.cli("show", str(results[str(episode)]["item_id"]), "--json").stdout)
+    assert (item["title"], item["season"], item["year"]) == ("Some Show", 2, None)
+    assert item["parsed"]["episode"] == 5
+
+
 def test_show_by_item_job_and_path(h: DaemonProc, drop: Path) -> None:
     episode = drop / "Season 1" / "Show.Name.S01E01.mp4"
     results = json.loads(h.cli("ingest", "--json", str(episode)).stdout)

@@ -51,7 +51,7 @@ def test_warm_ups_run_in_the_fork_server_before_workers_fork() -> None:
         "from harbord import offload\n"
         "from tests import pool_funcs\n"
         "async def main():\n"
-        "    offload.configure(1, preload=['tests.pool_funcs'], warmups=[pool_funcs.warm])\n"
+        "    offload.configure(1, preload=['tests.pool_funcs'], warmups=['tests.pool_funcs:warm'])\n"
         "    try:\n"
         "        return await offload.cpu(pool_funcs.warmed_in), await offload.cpu(pool_funcs.pid)\n"
         "    finally:\n"
