@@ -22,6 +22,9 @@ _MODULES: dict[str, tuple[str, str]] = {
     "embed": ("handlers.embed", "Embed"),
     "index": ("handlers.index", "Index"),
 }
+POOL_USERS = frozenset({"parse", "probe"})
+"""Handlers that run work in the CPU process pool (:func:`harbord.offload.cpu`): the pool's
+fork server preloads and warms their modules, and only theirs."""
 
 
 def module_of(name: str) -> str:

@@ -25,6 +25,7 @@ from harbord.errors import PermanentError, Skip
 from harbord.job import Job
 
 if TYPE_CHECKING:  # annotations only: keeps pydantic/sqlite-utils/numpy out of the CPU pool's workers
+    from harbord.catalog import Catalog
     from harbord.context import Context
 
 # guessit (~80 ms to import, ~0.2 s to build its rules) runs only in the CPU pool: it is imported
@@ -360,21 +361,29 @@ def media_type_for(ext: str, facts: dict[str, Any], *, from_ytdlp: bool = False,
 class Parse:
     """Chain step ``parse``: fills ``job.parsed``, ``job.media_type`` and ``job.sidecars``.
 
-    Raises Skip("ignored") for a sidecar file and PermanentError("file disappeared") if the file
-    is gone. Unreadable sidecars are noted in ``parsed["warnings"]``, never fatal.
+    Raises Skip("ignored") for a sidecar file (by its name and folder, or because the catalog
+    kept it as an item's sidecar already: it may be gone, moved with its media file) and
+    PermanentError("file disappeared") if the file is gone. Unreadable sidecars are noted in
+    ``parsed["warnings"]``, never fatal.
     """
 
     name: ClassVar[str] = "parse"
 
+    def __init__(self, catalog: Catalog | None = None) -> None:
+        self.catalog = catalog
+
     @classmethod
     def from_context(cls, ctx: Context) -> Parse:
-        """Parse needs nothing from the context."""
-        return cls()
+        """Parse asks the catalog whether a file was kept as a sidecar already."""
+        return cls(ctx.catalog)
 
     async def handle(self, job: Job) -> Job:
         """Identify ``job.path``; see the class docstring."""
         path = Path(job.path)
         seen = await offload.io(_inspect, path)
+        owner = self.catalog.sidecar_item(job.path) if self.catalog is not None else None
+        if owner is not None:  # moved with its media file, or a folder's poster.jpg left behind
+            raise Skip("ignored", f"kept as a sidecar of item {owner}", job)
         if seen.get("missing"):
             raise PermanentError("file disappeared")
         if "sidecar" in seen:

@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import fcntl
 import os
 import re
-import secrets
-import shutil
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from handlers.checksum import CHUNK, os_error, unchanged
+import structlog
+
+from handlers.checksum import os_error, unchanged
 from handlers.parse import ext_of
+from handlers.placement import PLANS, fsync_dir, make_file
+from handlers.sidecar_store import Kept, keep_sidecars, remove_sources
 from harbord import offload
 from harbord.errors import PermanentError, RetryableError, Skip
 from harbord.job import Job
@@ -33,68 +34,14 @@ if TYPE_CHECKING:  # annotations only: keeps pydantic/sqlite-utils/numpy out of 
     from harbord.catalog import Catalog
     from harbord.context import Context
 
-FICLONE = 0x40049409
-"""``_IOW(0x94, 9, int)`` from linux/fs.h: share the source's extents with the destination."""
-NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK})
-NO_CLONE = frozenset({errno.EXDEV, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTTY, errno.EBADF})
-NO_COPY_RANGE = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
-PLANS = {
-    "move": ("link", "copy"), "copy": ("copy",), "link": ("link", "copy"), "keep": ("clone", "link", "copy"),
-}
-"""Ways to make the object, in order, per action: ``link`` hardlink, ``clone`` reflink only,
-``copy`` reflink else a byte copy."""
+
+log = structlog.get_logger("harbord.store")
 
 
 def object_ext(path: str) -> str:
     """The object's extension: the source's, lower-cased; ``bin`` if it has none (or an odd one)."""
     ext = ext_of(path)
     return ext if re.fullmatch(r"[a-z0-9]{1,16}", ext) else "bin"
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _copy_bytes(src_fd: int, dst_fd: int) -> None:
-    copied = 0
-    try:
-        while count := os.copy_file_range(src_fd, dst_fd, 1 << 30):
-            copied += count
-    except OSError as err:
-        if copied or err.errno not in NO_COPY_RANGE:
-            raise
-        with open(src_fd, "rb", closefd=False) as fsrc, open(dst_fd, "wb", closefd=False) as fdst:
-            shutil.copyfileobj(fsrc, fdst, CHUNK)
-
-
-def _write_temp(src: str, tmp: Path, way: str) -> bool:
-    """Make ``tmp`` by hardlink, reflink (``clone``) or reflink-else-copy; False if ``way`` is
-    impossible here (cross-device, unsupported)."""
-    if way == "link":
-        try:
-            os.link(src, tmp)
-        except OSError as err:
-            if err.errno in NO_LINK:
-                return False
-            raise
-        return True
-    with open(src, "rb") as fsrc, open(tmp, "xb") as fdst:
-        try:
-            fcntl.ioctl(fdst.fileno(), FICLONE, fsrc.fileno())
-        except OSError as err:
-            if err.errno not in NO_CLONE:
-                raise
-            if way == "clone":
-                return False
-            _copy_bytes(fsrc.fileno(), fdst.fileno())
-        if os.fstat(fdst.fileno()).st_size != os.fstat(fsrc.fileno()).st_size:
-            raise RetryableError("file changed while it was copied into the library")
-        os.fsync(fdst.fileno())
-    return True
 
 
 def place(src: str, final: Path, job: Job) -> dict[str, Any]:
@@ -117,20 +64,8 @@ def place(src: str, final: Path, job: Job) -> dict[str, Any]:
             return {"how": "existing", "size": size, "source_present": src_st is not None}
     if src_st is None:
         raise FileNotFoundError(errno.ENOENT, "file disappeared", src)
-    if not final.parent.is_dir():
-        final.parent.mkdir(parents=True, exist_ok=True)
-        _fsync_dir(final.parent.parent)
-    tmp = final.parent / f".{final.stem}.tmp-{secrets.token_hex(6)}"
-    try:
-        for way in PLANS[job.action]:
-            if _write_temp(src, tmp, way):
-                os.replace(tmp, final)
-                _fsync_dir(final.parent)
-                return {"how": way, "size": os.stat(final).st_size, "source_present": True}
-            tmp.unlink(missing_ok=True)
-    finally:
-        tmp.unlink(missing_ok=True)
-    raise PermanentError(f"no way to store the object for action {job.action!r}")
+    way = make_file(src, final, job.action)
+    return {"how": way, "size": os.stat(final).st_size, "source_present": True}
 
 
 def remove_source(src: str, final: Path) -> None:
@@ -149,13 +84,16 @@ def remove_source(src: str, final: Path) -> None:
     if os.path.realpath(src) != os.path.realpath(final):
         os.unlink(src)
         with suppress(OSError):  # best effort: a lost unlink is redone by the next run
-            _fsync_dir(Path(src).parent)
+            fsync_dir(Path(src).parent)
 
 
 class Store:
     """Chain step ``store``: sets ``job.object_path`` and ``job.item_id``.
 
-    Records the object, the item (``catalog.upsert_item``) and the file row. Content that
+    Records the object, the item (``catalog.upsert_item``) and the file row, and keeps the
+    job's sidecars beside the object (:mod:`handlers.sidecar_store`; the item's ``sidecars``
+    then name the library copies; a sidecar that cannot be kept is a warning, never a failure).
+    Content that
     already has an item is a duplicate: the file row is added, the action applied and
     ``Skip("duplicate", "same content as item N", job)`` raised. Idempotent: an existing object
     of the right size is reused, and a source already moved away (crash after move) is fine.
@@ -201,6 +139,10 @@ class Store:
             placed = await offload.io(place, job.path, final, job)
         except OSError as err:
             raise os_error(err, "cannot store") from err
+        kept: list[Kept] = []
+        warnings: list[str] = []
+        if job.sidecars:
+            kept, warnings = await offload.io(keep_sidecars, job.sidecars, str(final), job.path, job.action)
         stored = dataclasses.replace(job, object_path=str(final))
         with self.catalog.db.atomic():  # no await inside: no other job interleaves
             self.catalog.add_object(job.file_hash, placed["size"], final.suffix.lstrip("."), str(final))
@@ -208,12 +150,24 @@ class Store:
             duplicate = existing is not None and not self._created_by(existing, job)
             item_id = existing if existing is not None and duplicate else self.catalog.upsert_item(stored)
             self.catalog.add_file(stored, item_id, present=placed["source_present"])
+            for side in kept:
+                self.catalog.add_sidecar(item_id, side.kind, side.source, side.path, side.size, job.id)
+            if kept:  # the item's sidecars: its library copies, not the drop folder's files
+                stored = dataclasses.replace(stored, sidecars=self.catalog.sidecars_of(item_id))
+                self.catalog.update_item(item_id, {"sidecars": stored.sidecars})
         if job.action == "move" and placed["source_present"]:
             try:
                 await offload.io(remove_source, job.path, final)
             except OSError as err:
                 raise os_error(err, "cannot remove the source after storing") from err
             self.catalog.add_file(stored, item_id, present=False)
+        if job.action == "move" and kept:
+            warnings += await offload.io(remove_sources, kept)
+        for warning in warnings:
+            log.warning("sidecar", job_id=job.id, path=job.path, warning=warning)
+        if warnings:
+            stored = dataclasses.replace(stored, parsed={**stored.parsed, "warnings": [
+                *stored.parsed.get("warnings", []), *warnings]})
         out = dataclasses.replace(stored, item_id=item_id)
         if duplicate:
             raise Skip("duplicate", f"same content as item {item_id}", out)

@@ -13,6 +13,9 @@ Schema (version = ``PRAGMA user_version``):
   one item per distinct content; JSON columns hold handler facts.
 - ``files(id PK, path, size, mtime, item_id, object_hash, source, job_id, present, seen_at)``:
   every path a content was seen at (duplicates are more files of one item).
+- ``sidecars(id PK, item_id, kind, source, path, size, job_id, seen_at)``: sidecar files
+  (subtitles, info json, nfo, cover art, IA metadata) kept beside an item's object.
+- ``vectors``, ``vectors_staged``: see :func:`_m2_vectors`.
 - ``jobs``: see :mod:`harbord.queue`. ``outbox``: see :mod:`harbord.mqtt`.
 """
 
@@ -107,7 +110,25 @@ def _m2_vectors(db: Database) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_m1_initial, _m2_vectors]
+def _m3_sidecars(db: Database) -> None:
+    """Sidecar files kept with an item: ``source`` is where the sidecar was found (for a folder
+    sidecar such as ``poster.jpg``, one row per item it serves), ``path`` its copy beside the
+    item's object in the library, ``size`` bytes."""
+    db.executescript(
+        """
+        CREATE TABLE sidecars (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL, source TEXT NOT NULL, path TEXT NOT NULL,
+            size INTEGER NOT NULL, job_id TEXT, seen_at REAL NOT NULL,
+            UNIQUE(item_id, kind, source)
+        );
+        CREATE INDEX sidecars_source ON sidecars(source);
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [_m1_initial, _m2_vectors, _m3_sidecars]
 """Schema migrations in order; migration ``i`` brings ``user_version`` from ``i`` to ``i + 1``.
 Append, never edit a released one."""
 
@@ -289,6 +310,30 @@ class Catalog:
                     "UPDATE files SET present = ? WHERE path = ? AND size = ? AND mtime = ?",
                     [int(present), job.path, job.size, job.mtime],
                 )
+
+    # sidecars ----------------------------------------------------------------------------
+    def add_sidecar(self, item_id: int, kind: str, source: str, path: str, size: int,
+                    job_id: str | None) -> None:
+        """Record that the sidecar found at ``source`` is kept for ``item_id`` at ``path``
+        (``size`` bytes). Idempotent per (item, kind, source)."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO sidecars(item_id, kind, source, path, size, job_id, seen_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", [item_id, kind, source, path, size, job_id, time.time()],
+        )
+
+    def sidecars_of(self, item_id: int) -> dict[str, str]:
+        """The kept sidecars of an item: kind -> library path (the first kept per kind)."""
+        rows = self.db.execute(
+            "SELECT kind, path FROM sidecars WHERE item_id = ? ORDER BY id DESC", [item_id]
+        ).fetchall()
+        return {kind: path for kind, path in rows}
+
+    def sidecar_item(self, source: str) -> int | None:
+        """The item whose sidecar was found at ``source`` (the latest), or None."""
+        row = self.db.execute(
+            "SELECT item_id FROM sidecars WHERE source = ? ORDER BY id DESC LIMIT 1", [source]
+        ).fetchone()
+        return int(row[0]) if row else None
 
     def file_seen(self, path: str, size: int, mtime: float) -> bool:
         """True if this path with this size (bytes) and mtime (s) is already catalogued."""

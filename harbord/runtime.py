@@ -120,10 +120,11 @@ def start_cpu_pool(config: Config, *, start: bool = True) -> None:
 
 
 def pool_setup(names: Sequence[str]) -> dict[str, Any]:
-    """What the CPU pool preloads for the handlers ``names``: ``preload`` = their modules (the
-    fork server imports them once for all workers), ``warmups`` = each module's optional
-    top-level ``warm_worker()`` (run by the fork server, and by each worker as it starts)."""
-    from handlers import module_of
+    """What the CPU pool preloads for the handlers ``names``: ``preload`` = the modules of those
+    that use the pool (the fork server imports them once for all workers), ``warmups`` = each
+    such module's optional top-level ``warm_worker()`` (run by the fork server, and by each
+    worker as it starts)."""
+    from handlers import POOL_USERS, module_of
 
-    modules = list(dict.fromkeys(module_of(name) for name in names))
+    modules = list(dict.fromkeys(module_of(name) for name in names if name in POOL_USERS))
     return {"preload": modules, "warmups": [f"{m}:warm_worker" for m in modules]}
