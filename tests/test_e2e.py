@@ -102,6 +102,39 @@ def test_dropped_files_are_stored_catalogued_and_announced(
             daemon.kill()
 
 
+def test_a_dropped_folder_s_sidecars_go_with_their_file(tmp_path: Path) -> None:
+    staging = tmp_path / "staging" / "Show Name" / "Season 1"
+    staging.mkdir(parents=True)
+    episode = make_mkv(staging / "Show.Name.S01E03.mkv", seed=8)
+    (staging / "Show.Name.S01E03.en.srt").write_text("1\n00:00:01,000 --> 00:00:02,000\nHi\n")
+    (staging / "Show.Name.S01E03.nfo").write_text("<episodedetails/>")
+    make_jpg_exif(staging / "poster.jpg")
+    digest = _b3(episode)
+    daemon = DaemonProc(tmp_path / "h", settle=0.2).start()
+    try:
+        shutil.copytree(tmp_path / "staging" / "Show Name", daemon.inbox / "Show Name")
+        # the episode, and the sidecars' own jobs (queued as they arrived), all end
+        wait_until(lambda: daemon.status()["jobs"]["done"] == 4, 60, interval=0.2)
+        status = daemon.status()
+        assert status["jobs"]["failed"] == 0 and status["jobs"]["dead"] == 0
+        assert status["items"] == 1  # neither the subtitles nor the poster became items
+        names = sorted(p.name for p in daemon.objects())
+        assert names == sorted([f"{digest}.mkv", f"{digest}.en.srt", f"{digest}.nfo", f"{digest}-poster.jpg"])
+        left = sorted(str(p.relative_to(daemon.inbox)) for p in daemon.inbox.rglob("*") if p.is_file())
+        assert left == ["Show Name/Season 1/poster.jpg"]  # the folder's art stays for its other files
+        # the leftover poster, touched while the daemon is down, is queued again by the restart's
+        # reconcile pass, and not taken for a photo
+        assert daemon.stop() == 0
+        poster = daemon.inbox / "Show Name" / "Season 1" / "poster.jpg"
+        os.utime(poster, (poster.stat().st_atime, poster.stat().st_mtime - 60))
+        daemon.start()
+        wait_until(lambda: daemon.status()["jobs"]["done"] == 5, 60, interval=0.2)
+        assert daemon.status()["items"] == 1 and poster.exists()
+    finally:
+        if daemon.proc:
+            daemon.kill()
+
+
 def test_kill_9_publishes_the_last_will(tmp_path: Path, broker: Mosquitto) -> None:
     daemon = DaemonProc(tmp_path / "h", mqtt_port=broker.port).start()
     sub = Subscriber(broker.port)
