@@ -2,7 +2,9 @@
 
 Start-up: open the runtime, put jobs left ``running`` by a crash back to ``pending``, connect
 MQTT in the background (never waits for the broker), start watching (reconcile included),
-start ``pipeline.workers`` workers, then tell systemd ``READY=1``. SIGTERM/SIGINT: stop
+start ``pipeline.workers`` workers, then tell systemd ``READY=1``. One daemon per state folder
+(:mod:`harbord.daemon_lock`); SIGUSR1 wakes the workers (``harbord ingest`` queued jobs for
+them). SIGTERM/SIGINT: stop
 watching, give running stages ``SHUTDOWN_GRACE_SECONDS`` to finish, park the rest (they resume
 at their stage on the next start), publish ``stopped``, exit 0.
 """
@@ -18,6 +20,7 @@ from typing import Any
 import sdnotify
 import structlog
 
+from harbord import daemon_lock
 from harbord.config import Config, WatchConfig
 from harbord.events import EventSink, NullSink
 from harbord.runtime import Runtime, open_runtime
@@ -50,6 +53,7 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.stop_event = asyncio.Event()
+        self.lock = daemon_lock.hold(config.paths.state)  # one daemon per state folder
         self.rt: Runtime = open_runtime(config)
         self.sink: EventSink = NullSink()
         self.publisher: Any = None
@@ -89,6 +93,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGUSR1, self.runner.wake.set)  # `harbord ingest` queued jobs
         recovered = self.rt.queue.recover()
         notifier = sdnotify.SystemdNotifier()
         tasks: list[asyncio.Task[Any]] = []
@@ -118,6 +123,7 @@ class Daemon:
                 await self.publisher.stop()
             await self.rt.aclose()
             log.info("stopped")
+            self.lock.close()
         return 0
 
     async def _stop_workers(self, tasks: list[asyncio.Task[Any]]) -> None:

@@ -76,12 +76,14 @@ class DaemonProc:
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         env.pop("NOTIFY_SOCKET", None)
         env.update(env_extra or {})
+        started = self.log.read_bytes().count(b"harbord: watching") if self.log.exists() else 0
         self._logfh = open(self.log, "ab")  # noqa: SIM115 - closed in stop()/kill()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "harbord", "--config", str(self.config), "run"],
             stdout=self._logfh, stderr=self._logfh, env=env,
         )
-        wait_until(lambda: b"harbord: watching" in self.log.read_bytes() or self._died(), 60)
+        # this start's line: after a restart the log holds the earlier runs' too
+        wait_until(lambda: self.log.read_bytes().count(b"harbord: watching") > started or self._died(), 60)
         assert not self._died(), self.log.read_text(errors="replace")[-3000:]
         return self
 

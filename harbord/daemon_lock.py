@@ -1,0 +1,58 @@
+"""One daemon per state folder: ``<state>/daemon.lock``.
+
+The daemon holds an exclusive ``flock`` on the file for its whole life and writes its pid in
+it; the kernel drops the lock when the process ends, however it ends (kill -9 included), so a
+stale file never blocks a restart. ``harbord ingest`` looks here to find a running daemon and
+hand its files over instead of running the chain beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import IO
+
+from harbord.errors import HarbordError
+
+LOCK_NAME = "daemon.lock"
+
+
+def hold(state: Path) -> IO[bytes]:
+    """Take the daemon lock of ``state`` and write this process's pid in it; keep the returned
+    file open for as long as the daemon runs. Raises HarbordError naming the other daemon's
+    pid if one holds it, OSError if the file cannot be created."""
+    state.mkdir(parents=True, exist_ok=True)
+    handle = open(state / LOCK_NAME, "a+b")  # noqa: SIM115 - held for the daemon's life
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        other = handle.read().decode(errors="replace").strip()
+        handle.close()
+        raise HarbordError(f"another harbord daemon (pid {other or '?'}) runs on {state}") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n".encode())
+    handle.flush()
+    return handle
+
+
+def running_pid(state: Path) -> int | None:
+    """The pid of the daemon running on ``state``; 0 if one runs but its pid is not written
+    yet; None if none runs."""
+    path = state / LOCK_NAME
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with contextlib.suppress(ValueError):
+                return int(handle.read().decode(errors="replace").strip() or 0)
+            return 0
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return None
