@@ -128,7 +128,13 @@ def _m3_sidecars(db: Database) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_m1_initial, _m2_vectors, _m3_sidecars]
+def _m4_job_owner(db: Database) -> None:
+    """``jobs.owner``: the pid of the process running a ``running`` job, so a daemon starting
+    while ``harbord ingest`` runs jobs puts back only the jobs of processes that are gone."""
+    db.execute("ALTER TABLE jobs ADD COLUMN owner INTEGER")
+
+
+MIGRATIONS: list[Migration] = [_m1_initial, _m2_vectors, _m3_sidecars, _m4_job_owner]
 """Schema migrations in order; migration ``i`` brings ``user_version`` from ``i`` to ``i + 1``.
 Append, never edit a released one."""
 

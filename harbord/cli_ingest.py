@@ -150,6 +150,10 @@ async def _run_here(config: Config, files: Files, action: str, quiet: bool) -> d
             stop = asyncio.Event()
             await asyncio.gather(*(runner.work(stop, set(ids), drain=True)
                                    for _ in range(_ingest_workers(config))))
+            # A daemon started meanwhile may have claimed some: follow those to their end.
+            while rt.queue.running_elsewhere(list((rows := rt.queue.get_many(list(ids))).values())):
+                progress.update(task, completed=sum(r["state"] in FINAL_STATES for r in rows.values()))
+                await asyncio.sleep(HANDOFF_POLL_SECONDS)
             return _results(rt.queue, ids)
     finally:
         await rt.aclose()

@@ -3,7 +3,8 @@
 A row is the truth about one file's progress: ``state`` is one of
 
 - ``pending``  waiting for a worker (``next_attempt_at`` may delay it),
-- ``running``  claimed by a worker; rows left running at start-up go back to pending,
+- ``running``  claimed by a worker (``owner`` = its pid); at start-up, rows of processes that
+               are gone go back to pending,
 - ``done``     finished, ``outcome`` = ingested | duplicate | ignored,
 - ``failed``   a permanent error (no automatic retry), or a retryable one waiting for its
                backoff (``next_attempt_at`` set),
@@ -15,6 +16,7 @@ after every stage in one transaction, so a crash resumes where it stopped.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -36,6 +38,20 @@ class Claimed:
     stage: int
     job: Job
     attempts: int
+
+
+def process_alive(pid: int | None) -> bool:
+    """True if ``pid`` is a running process other than this one (None, and this process's own
+    pid, which at start-up is a reused pid of a process gone, count as not alive)."""
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
 
 
 def backoff_seconds(attempts: int, base: float, cap: float) -> float:
@@ -114,9 +130,9 @@ class JobQueue:
             if job_id is None:
                 return None
             got = self.db.execute(
-                "UPDATE jobs SET state = 'running', updated_at = ? WHERE id = ? "
+                "UPDATE jobs SET state = 'running', owner = ?, updated_at = ? WHERE id = ? "
                 "RETURNING id, stage, record, attempts",
-                [now, job_id],
+                [os.getpid(), now, job_id],
             ).fetchone()
         return Claimed(got[0], int(got[1]), Job.from_json(got[2]), int(got[3]))
 
@@ -171,11 +187,23 @@ class JobQueue:
         )
 
     def recover(self) -> int:
-        """At start-up: rows left ``running`` by a crash go back to ``pending``; returns how many."""
-        cur = self.db.execute(
-            "UPDATE jobs SET state = 'pending', updated_at = ? WHERE state = 'running'", [time.time()]
-        )
-        return cur.rowcount
+        """At start-up: rows left ``running`` by a process that is gone (crashed, killed) go back
+        to ``pending``; the jobs of a live process (``harbord ingest`` running beside) are left
+        to it. Returns how many were put back."""
+        with self.db.atomic():
+            rows = self.db.execute("SELECT id, owner FROM jobs WHERE state = 'running'").fetchall()
+            orphans = [job_id for job_id, owner in rows if not process_alive(owner)]
+            for start in range(0, len(orphans), 500):
+                chunk = orphans[start:start + 500]
+                self.db.execute(
+                    f"UPDATE jobs SET state = 'pending', owner = NULL, updated_at = ? "
+                    f"WHERE id IN ({', '.join('?' for _ in chunk)})", [time.time(), *chunk],
+                )
+        return len(orphans)
+
+    def running_elsewhere(self, rows: Sequence[dict[str, Any]]) -> bool:
+        """True if any of these job rows is ``running`` in another live process."""
+        return any(row["state"] == "running" and process_alive(row.get("owner")) for row in rows)
 
     def retry(self, job_id: str | None = None, states: tuple[str, ...] = ()) -> list[str]:
         """Reset jobs to pending with zero attempts: one id, or every job in ``states``

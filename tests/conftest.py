@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from harbord.context import Context
 from tests.broker import Mosquitto
+from tests.contexts import catalog_context
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
@@ -50,3 +52,18 @@ def broker(mosquitto: Mosquitto) -> Iterator[Mosquitto]:
     yield mosquitto
     if mosquitto.proc is None or mosquitto.proc.poll() is not None:
         mosquitto.start()
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Iterator[Context]:
+    """A handler Context on a real SQLite catalog under ``tmp_path`` (see tests.contexts)."""
+    with catalog_context(tmp_path) as context:
+        yield context
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    """An empty drop folder ``tmp_path/inbox``."""
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    return folder

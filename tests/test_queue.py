@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -45,6 +47,32 @@ def test_claim_advance_finish_and_resume_after_crash(tmp_path: Path) -> None:
     queue.finish(job_id, "ingested", again.job)
     assert queue.counts() == {"pending": 0, "running": 0, "done": 1, "failed": 0, "dead": 0}
     assert queue.outcome_counts()["ingested"] == 1
+
+
+def test_recover_leaves_the_jobs_of_a_live_process_alone(tmp_path: Path) -> None:
+    # Another process (as `harbord ingest` beside a starting daemon) claims a job and lives on.
+    script = (
+        "import sys, time\n"
+        "from harbord.catalog import open_db\n"
+        "from harbord.queue import JobQueue\n"
+        "queue = JobQueue(open_db(sys.argv[1]))\n"
+        "queue.enqueue('/in/b.mkv', 10, 1.0)\n"
+        "assert queue.claim() is not None\n"
+        "print('claimed', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    other = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "h.db")],
+                             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "claimed"
+        queue = JobQueue(open_db(tmp_path / "h.db"))
+        assert queue.recover() == 0 and queue.counts()["running"] == 1
+        [job_id] = [row["id"] for row in queue.db.query("SELECT id FROM jobs")]
+        assert queue.running_elsewhere(list(queue.get_many([job_id]).values()))
+    finally:
+        other.kill()
+        other.wait()
+    assert queue.recover() == 1 and queue.counts()["pending"] == 1  # its process is gone
 
 
 def test_retryable_backs_off_then_dies(db: Database) -> None:

@@ -4,7 +4,6 @@ conflicts between duplicates, and sidecars that vanish."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,29 +12,12 @@ from handlers.checksum import Checksum
 from handlers.parse import Parse
 from handlers.sidecar_store import library_name
 from handlers.store import Store
-from harbord.catalog import Catalog, open_db
-from harbord.config import Config, PathsConfig
 from harbord.context import Context
 from harbord.errors import Skip
 from harbord.job import Job
 from tests.media import make_jpg_exif, make_mp4
 
 SRT = "1\n00:00:01,000 --> 00:00:02,000\nHello\n"
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[Context]:
-    db = open_db(tmp_path / "h.db")
-    config = Config(paths=PathsConfig(state=tmp_path / "state", library=tmp_path / "library"))
-    yield Context(config=config, db=db, catalog=Catalog(db))
-    db.close()
-
-
-@pytest.fixture
-def inbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    return folder
 
 
 def drop_episode(folder: Path, stem: str = "Show.Name.S01E02", seed: int = 70) -> Path:

@@ -7,7 +7,6 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +18,11 @@ from handlers.checksum import Checksum
 from handlers.parse import Parse
 from handlers.probe import Probe
 from handlers.store import Store, place
-from harbord.catalog import Catalog, open_db
 from harbord.chain import Handler
-from harbord.config import Config, PathsConfig
 from harbord.context import Context
 from harbord.errors import PermanentError, RetryableError, Skip
 from harbord.job import Job
 from tests.media import make_mkv, make_mp3, make_mp4
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[Context]:
-    db = open_db(tmp_path / "h.db")
-    config = Config(paths=PathsConfig(state=tmp_path / "state", library=tmp_path / "library"))
-    yield Context(config=config, db=db, catalog=Catalog(db))
-    db.close()
-
-
-@pytest.fixture
-def inbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    return folder
 
 
 async def ready(path: Path, action: str = "move", job_id: str = "j1") -> Job:
