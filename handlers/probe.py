@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from handlers.checksum import os_error
-from handlers.parse import ext_of, media_type_for
+from handlers.media_kinds import ext_of, media_type_for
 from harbord import offload
 from harbord.errors import PermanentError
 from harbord.job import Job

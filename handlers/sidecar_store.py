@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from handlers.parse import ext_of
+from handlers.media_kinds import ext_of
 from handlers.placement import make_file
 
 

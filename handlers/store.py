@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import structlog
 
 from handlers.checksum import os_error, unchanged
-from handlers.parse import ext_of
+from handlers.media_kinds import ext_of
 from handlers.placement import PLANS, fsync_dir, make_file
 from handlers.sidecar_store import Kept, keep_sidecars, remove_sources
 from harbord import offload

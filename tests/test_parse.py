@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from handlers.parse import Parse, guess, guess_input, is_sidecar
+from handlers.parse import Parse, guess, guess_input
+from handlers.sidecars import is_sidecar
 from harbord.errors import PermanentError, Skip
 from harbord.job import Job
 from tests.conftest import FIXTURES
@@ -321,7 +322,7 @@ def test_curated_release_names(filename: str, expected: dict[str, Any]) -> None:
 
 
 def test_subtitle_suffix_that_is_not_a_language_does_not_fail(tmp_path: Path) -> None:
-    from handlers.parse import find_sidecars
+    from handlers.sidecars import find_sidecars
 
     video = tmp_path / "Show.S01E01.mp4"
     video.write_bytes(b"v")
