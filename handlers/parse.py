@@ -15,7 +15,8 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from handlers.media_kinds import ext_of, media_type_for
-from handlers.sidecars import inspect_folder
+from handlers.sidecar_store import keep_sidecars, remove_sources
+from handlers.sidecars import inspect_folder, owner_stem, sidecar_key
 from harbord import offload
 from harbord.errors import PermanentError, Skip
 from harbord.job import Job
@@ -100,6 +101,8 @@ class Parse:
             raise PermanentError("file disappeared")
         if "sidecar" in seen:
             kind, owner = seen["sidecar"]
+            if self.catalog is not None:
+                await self._keep_late(job, kind, owner)
             if owner is None:
                 raise Skip("ignored", f"{kind} sidecar with no media file beside it", job)
             raise Skip("ignored", f"sidecar of {path.parent / owner}", job)
@@ -120,3 +123,37 @@ class Parse:
             parsed["warnings"] = seen["warnings"]
         media_type = media_type_for(ext_of(path.name), parsed, from_ytdlp=bool(ytdlp), source=job.source)
         return dataclasses.replace(job, parsed=parsed, media_type=media_type, sidecars=seen["sidecars"])
+
+    async def _keep_late(self, job: Job, kind: str, owner: str | None) -> None:
+        """A sidecar that arrived after its media file was stored (subtitles fetched later,
+        beside a kept file or in the drop folder the file has left): keep it with that item
+        now, as store would have (the job's action; ``move`` takes it out of the folder), and
+        raise Skip("ignored") saying so. Returns if the media file is not catalogued (yet):
+        its own store step keeps the sidecar then."""
+        assert self.catalog is not None
+        path = Path(job.path)
+        if kind.startswith("ia_"):
+            return  # shared by the folder's files: store keeps it with each
+        if owner is None:  # the media file has left the folder: find it in the catalog
+            known = dict(self.catalog.files_in_folder(str(path.parent)))
+            stem = owner_stem(path.name, [Path(p).stem for p in known])
+            owner_path = next((p for p in known if Path(p).stem == stem), None) if stem else None
+        else:
+            owner_path = str(path.parent / owner)
+        item_id = self.catalog.item_id_for_path(owner_path) if owner_path else None
+        item = self.catalog.get_item(item_id) if item_id is not None else None
+        if owner_path is None or item is None or not item.get("object"):
+            return
+        key = sidecar_key(path.name, kind, Path(owner_path).stem)
+        kept, warnings = await offload.io(keep_sidecars, {key: job.path}, item["object"]["path"],
+                                          owner_path, job.action)
+        if not kept:
+            raise Skip("ignored", f"sidecar of item {item['id']}, not kept: {'; '.join(warnings)}", job)
+        with self.catalog.db.atomic():
+            for side in kept:
+                self.catalog.add_sidecar(item["id"], side.kind, side.source, side.path, side.size, job.id)
+            self.catalog.update_item(item["id"], {"sidecars": self.catalog.sidecars_of(item["id"])})
+        if job.action == "move":
+            warnings += await offload.io(remove_sources, kept)
+        note = f" ({'; '.join(warnings)})" if warnings else ""
+        raise Skip("ignored", f"kept as the {key} sidecar of item {item['id']}{note}", job)

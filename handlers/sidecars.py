@@ -157,6 +157,19 @@ def _subtitle_key(name: str, stem: str) -> str:
     return f"subtitles:{lang}" + "".join(f".{f}" for f in flags)
 
 
+def sidecar_key(name: str, kind: str, owner_stem: str) -> str:
+    """The key :func:`find_sidecars` gives the sidecar ``name`` of the media file whose stem is
+    ``owner_stem``, from its coarse ``kind`` (``subtitles`` -> ``subtitles:en.forced``)."""
+    return _subtitle_key(name, owner_stem) if kind == "subtitles" else kind
+
+
+def owner_stem(name: str, stems: list[str]) -> str | None:
+    """Of ``stems`` (media file names without extension), the longest that ``name`` starts
+    with, followed by a dot; None if none."""
+    fits = [stem for stem in stems if name.startswith(stem + ".") and len(name) > len(stem) + 1]
+    return max(fits, key=len, default=None)
+
+
 def find_sidecars(path: Path, folder: _Folder | None = None) -> dict[str, str]:
     """Sidecars of the media file ``path``: kind -> absolute path.
 

@@ -317,6 +317,15 @@ class Catalog:
                     [int(present), job.path, job.size, job.mtime],
                 )
 
+    def files_in_folder(self, folder: str) -> list[tuple[str, int]]:
+        """(path, item id) of every file recorded directly in ``folder`` (present or moved)."""
+        base = folder.rstrip("/") + "/"
+        rows = self.db.execute(
+            "SELECT path, item_id FROM files WHERE path >= ? AND path < ? AND item_id IS NOT NULL",
+            [base, base[:-1] + "0"],  # "0" sorts right after "/"
+        ).fetchall()
+        return [(path, int(item)) for path, item in rows if "/" not in path[len(base):]]
+
     # sidecars ----------------------------------------------------------------------------
     def add_sidecar(self, item_id: int, kind: str, source: str, path: str, size: int,
                     job_id: str | None) -> None:

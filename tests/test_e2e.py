@@ -122,13 +122,18 @@ def test_a_dropped_folder_s_sidecars_go_with_their_file(tmp_path: Path) -> None:
         assert names == sorted([f"{digest}.mkv", f"{digest}.en.srt", f"{digest}.nfo", f"{digest}-poster.jpg"])
         left = sorted(str(p.relative_to(daemon.inbox)) for p in daemon.inbox.rglob("*") if p.is_file())
         assert left == ["Show Name/Season 1/poster.jpg"]  # the folder's art stays for its other files
+        # subtitles fetched later, into the folder the episode has left, join it in the library
+        (daemon.inbox / "Show Name" / "Season 1" / "Show.Name.S01E03.de.srt").write_text("1\n")
+        wait_until(lambda: daemon.status()["jobs"]["done"] == 5, 60, interval=0.2)
+        assert (daemon.library / "objects" / digest[:2] / f"{digest}.de.srt").read_text() == "1\n"
+        assert not (daemon.inbox / "Show Name" / "Season 1" / "Show.Name.S01E03.de.srt").exists()
         # the leftover poster, touched while the daemon is down, is queued again by the restart's
         # reconcile pass, and not taken for a photo
         assert daemon.stop() == 0
         poster = daemon.inbox / "Show Name" / "Season 1" / "poster.jpg"
         os.utime(poster, (poster.stat().st_atime, poster.stat().st_mtime - 60))
         daemon.start()
-        wait_until(lambda: daemon.status()["jobs"]["done"] == 5, 60, interval=0.2)
+        wait_until(lambda: daemon.status()["jobs"]["done"] == 6, 60, interval=0.2)
         assert daemon.status()["items"] == 1 and poster.exists()
     finally:
         if daemon.proc:

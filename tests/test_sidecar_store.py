@@ -126,3 +126,32 @@ async def test_a_sidecar_that_vanished_is_a_warning_not_a_failure(ctx: Context, 
 ])
 def test_library_names(kind: str, source: str, name: str) -> None:
     assert library_name(Path("/lib/objects/ab/h.mkv"), kind, source) == Path("/lib/objects/ab") / name
+
+
+@pytest.mark.parametrize("action", ["keep", "move"])
+async def test_a_sidecar_arriving_after_its_file_was_stored_is_kept_with_its_item(
+    ctx: Context, inbox: Path, action: str
+) -> None:
+    media = make_mp4(inbox / "Movie.Title.2004.mp4", seed=72)
+    out = await run(ctx, media, action)
+    assert out.sidecars == {}
+    late = inbox / "Movie.Title.2004.de.srt"  # fetched later by a subtitle tool
+    late.write_text(SRT.replace("Hello", "Hallo"))
+    with pytest.raises(Skip) as skip:
+        await Parse.from_context(ctx).handle(Job(id="late", path=str(late), action=action))
+    assert skip.value.outcome == "ignored"
+    assert f"kept as the subtitles:de sidecar of item {out.item_id}" in skip.value.reason
+    kept = Path(out.object_path or "").with_suffix(".de.srt")
+    assert kept.read_text() == SRT.replace("Hello", "Hallo")
+    item = ctx.catalog.get_item(out.item_id or 0)
+    assert item is not None and item["sidecars"] == {"subtitles:de": str(kept)}
+    assert late.exists() == (action == "keep")  # move takes it out of the drop folder
+
+
+async def test_a_sidecar_of_a_file_not_stored_yet_is_left_to_that_file(ctx: Context, inbox: Path) -> None:
+    make_mp4(inbox / "Other.Movie.2010.mp4", seed=73)
+    early = inbox / "Other.Movie.2010.en.srt"
+    early.write_text(SRT)
+    with pytest.raises(Skip) as skip:
+        await Parse.from_context(ctx).handle(Job(id="early", path=str(early), action="move"))
+    assert skip.value.reason == f"sidecar of {inbox / 'Other.Movie.2010.mp4'}" and early.exists()
