@@ -75,10 +75,10 @@ def keep_sidecars(sidecars: dict[str, str], object_path: str, media_path: str,
     for kind, source in sorted(sidecars.items()):
         final = library_name(Path(object_path), kind, source)
         try:
-            same = not final.exists()
-            if same:
+            same = True
+            if not final.exists():
                 make_file(source, final, action)
-            else:
+            elif os.path.lexists(source):  # else: moved already (a re-run after a crash)
                 same = filecmp.cmp(source, final, shallow=False)
             size = os.stat(final).st_size
         except Exception as err:  # OSError, RetryableError, PermanentError: noted, not fatal

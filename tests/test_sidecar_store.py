@@ -155,3 +155,15 @@ async def test_a_sidecar_of_a_file_not_stored_yet_is_left_to_that_file(ctx: Cont
     with pytest.raises(Skip) as skip:
         await Parse.from_context(ctx).handle(Job(id="early", path=str(early), action="move"))
     assert skip.value.reason == f"sidecar of {inbox / 'Other.Movie.2010.mp4'}" and early.exists()
+
+
+async def test_store_re_run_after_a_crash_that_moved_the_sidecars_already(ctx: Context, inbox: Path) -> None:
+    media = drop_episode(inbox)
+    st = media.stat()
+    job = Job(id="j1", path=str(media), size=st.st_size, mtime=st.st_mtime, action="move",
+              watch_root=str(inbox))
+    job = await Checksum().handle(await Parse.from_context(ctx).handle(job))
+    first = await Store.from_context(ctx).handle(job)
+    again = await Store.from_context(ctx).handle(job)  # the job record as it stood before store
+    assert again.sidecars == first.sidecars and "warnings" not in again.parsed
+    assert list(inbox.iterdir()) == []
