@@ -129,9 +129,10 @@ def _m3_sidecars(db: Database) -> None:
 
 
 def _m4_job_owner(db: Database) -> None:
-    """``jobs.owner``: the pid of the process running a ``running`` job, so a daemon starting
-    while ``harbord ingest`` runs jobs puts back only the jobs of processes that are gone."""
-    db.execute("ALTER TABLE jobs ADD COLUMN owner INTEGER")
+    """``jobs.owner``: the process running a ``running`` job (``"<pid>:<start ticks>"``, see
+    :func:`harbord.queue.process_token`), so a daemon starting while ``harbord ingest`` runs
+    jobs puts back only the jobs of processes that are gone."""
+    db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
 
 
 MIGRATIONS: list[Migration] = [_m1_initial, _m2_vectors, _m3_sidecars, _m4_job_owner]

@@ -3,8 +3,8 @@
 A row is the truth about one file's progress: ``state`` is one of
 
 - ``pending``  waiting for a worker (``next_attempt_at`` may delay it),
-- ``running``  claimed by a worker (``owner`` = its pid); at start-up, rows of processes that
-               are gone go back to pending,
+- ``running``  claimed by a worker (``owner``: its process's pid and start time); at start-up,
+               rows of processes that are gone go back to pending,
 - ``done``     finished, ``outcome`` = ingested | duplicate | ignored,
 - ``failed``   a permanent error (no automatic retry), or a retryable one waiting for its
                backoff (``next_attempt_at`` set),
@@ -40,18 +40,44 @@ class Claimed:
     attempts: int
 
 
-def process_alive(pid: int | None) -> bool:
-    """True if ``pid`` is a running process other than this one (None, and this process's own
-    pid, which at start-up is a reused pid of a process gone, count as not alive)."""
-    if not pid or pid == os.getpid():
+def process_start_ticks(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot, field 22 of /proc/PID/stat),
+    or None if it is gone or /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def process_token() -> str:
+    """This process as a job owner: ``"<pid>:<start ticks>"`` (the start time tells a reused
+    pid from the process that held it), or ``"<pid>"`` where /proc is not there."""
+    pid = os.getpid()
+    ticks = process_start_ticks(pid)
+    return f"{pid}:{ticks}" if ticks else str(pid)
+
+
+def process_alive(owner: str | int | None) -> bool:
+    """True if the job owner ``owner`` (see :func:`process_token`) is a running process other
+    than this one. None, and this process's own pid (at start-up: a pid reused from a process
+    that is gone), count as not alive; so does a pid now held by a process started later."""
+    if owner is None or owner == "":
+        return False
+    pid_text, _, ticks = str(owner).partition(":")
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if pid <= 0 or pid == os.getpid():
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, another user's
-        return True
-    return True
+        pass
+    return not ticks or process_start_ticks(pid) in (ticks, None)
 
 
 def backoff_seconds(attempts: int, base: float, cap: float) -> float:
@@ -66,6 +92,8 @@ class JobQueue:
         self, db: Database, max_attempts: int = 5, retry_base: float = 30.0, retry_cap: float = 3600.0
     ) -> None:
         self.db = db
+        self.owner = process_token()
+        """This process, as written into the rows it claims."""
         self.max_attempts = max_attempts
         self.retry_base = retry_base
         self.retry_cap = retry_cap
@@ -132,7 +160,7 @@ class JobQueue:
             got = self.db.execute(
                 "UPDATE jobs SET state = 'running', owner = ?, updated_at = ? WHERE id = ? "
                 "RETURNING id, stage, record, attempts",
-                [os.getpid(), now, job_id],
+                [self.owner, now, job_id],
             ).fetchone()
         return Claimed(got[0], int(got[1]), Job.from_json(got[2]), int(got[3]))
 

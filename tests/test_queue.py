@@ -12,7 +12,7 @@ from sqlite_utils import Database
 
 from harbord.catalog import open_db
 from harbord.job import Job
-from harbord.queue import JobQueue, backoff_seconds
+from harbord.queue import JobQueue, backoff_seconds, process_alive, process_start_ticks
 
 
 @pytest.fixture
@@ -149,3 +149,13 @@ async def test_chain_passes_skip_through_and_wraps_unexpected_errors() -> None:
         await run_chain([Boom()], job)
     assert info.value.handler == "boom" and info.value.path == "/in/a.mkv"
     assert "KeyError" in str(info.value)
+
+
+def test_a_reused_pid_does_not_keep_a_dead_owner_s_jobs(db: Database) -> None:
+    # pid 1 is alive, but started long before this token's (made-up) start time: another process.
+    queue = JobQueue(db)
+    job_id, _ = queue.enqueue("/in/c.mkv", 10, 1.0)
+    assert queue.claim() is not None
+    db.execute("UPDATE jobs SET owner = '1:99999999999' WHERE id = ?", [job_id])
+    assert not process_alive("1:99999999999") and process_alive(f"1:{process_start_ticks(1)}")
+    assert queue.recover() == 1
