@@ -110,11 +110,11 @@ def configure(
     ``preload``: module names the fork server imports before forking workers (the modules of
     the functions passed to :func:`cpu`); it only takes effect when the fork server starts,
     i.e. on the first call in a process. ``warmups``: ``"module:function"`` names of top-level
-    functions (no arguments) run once by the fork
-    server after the preload (see :mod:`harbord.pool_warm`), so every worker is forked warm,
-    and once more by each worker as it starts (cheap when the fork server ran them; needed when
-    the fork server was already running). guessit builds its rule set on its first call
-    (~0.15-0.25 s); this way that is paid once, while the pool starts, not by the first file.
+    functions (no arguments) run once by the fork server after the preload (see
+    :mod:`harbord.pool_warm`), so every worker is forked warm, and once more by each worker as
+    it starts (cheap when the fork server ran them; needed when the fork server was already
+    running). guessit builds its rule set on its first call (~0.15-0.25 s); this way that is
+    paid once, while the pool starts, not by the first file.
     ``start``: start the workers now (in the background); False starts them on the first
     :func:`cpu` call instead.
     """

@@ -29,12 +29,17 @@ def drop_episode(folder: Path, stem: str = "Show.Name.S01E02", seed: int = 70) -
     return media
 
 
-async def run(ctx: Context, path: Path, action: str, job_id: str = "j1") -> Job:
+async def ready(ctx: Context, path: Path, action: str, job_id: str = "j1") -> Job:
+    """The job as parse and checksum leave it for store (settle facts from stat)."""
     st = path.stat()
     job = Job(id=job_id, path=str(path), size=st.st_size, mtime=st.st_mtime, action=action,
               watch_root=str(path.parent))
-    job = await Checksum().handle(await Parse.from_context(ctx).handle(job))
-    return await Store.from_context(ctx).handle(job)
+    return await Checksum().handle(await Parse.from_context(ctx).handle(job))
+
+
+async def run(ctx: Context, path: Path, action: str, job_id: str = "j1") -> Job:
+    """parse, checksum and store ``path`` with ``action``."""
+    return await Store.from_context(ctx).handle(await ready(ctx, path, action, job_id))
 
 
 async def test_move_keeps_sidecars_beside_the_object_and_empties_the_drop_folder(
@@ -106,10 +111,7 @@ async def test_a_duplicate_adds_missing_sidecars_and_never_loses_a_different_one
 
 async def test_a_sidecar_that_vanished_is_a_warning_not_a_failure(ctx: Context, inbox: Path) -> None:
     media = drop_episode(inbox)
-    st = media.stat()
-    job = Job(id="j1", path=str(media), size=st.st_size, mtime=st.st_mtime, action="move",
-              watch_root=str(inbox))
-    job = await Checksum().handle(await Parse.from_context(ctx).handle(job))
+    job = await ready(ctx, media, "move")
     (inbox / "Show.Name.S01E02.info.json").unlink()  # gone between parse and store
     out = await Store.from_context(ctx).handle(job)
     assert set(out.sidecars) == {"subtitles:en", "subtitles:en.forced"} and not media.exists()
@@ -159,10 +161,7 @@ async def test_a_sidecar_of_a_file_not_stored_yet_is_left_to_that_file(ctx: Cont
 
 async def test_store_re_run_after_a_crash_that_moved_the_sidecars_already(ctx: Context, inbox: Path) -> None:
     media = drop_episode(inbox)
-    st = media.stat()
-    job = Job(id="j1", path=str(media), size=st.st_size, mtime=st.st_mtime, action="move",
-              watch_root=str(inbox))
-    job = await Checksum().handle(await Parse.from_context(ctx).handle(job))
+    job = await ready(ctx, media, "move")
     first = await Store.from_context(ctx).handle(job)
     again = await Store.from_context(ctx).handle(job)  # the job record as it stood before store
     assert again.sidecars == first.sidecars and "warnings" not in again.parsed
