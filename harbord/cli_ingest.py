@@ -40,7 +40,7 @@ HANDOFF_POLL_SECONDS = 0.2
 """How often a handed-over batch's job rows are read while the daemon works on them."""
 
 
-def _expand(paths: tuple[Path, ...]) -> list[tuple[Path, str | None]]:
+def _expand(paths: tuple[Path, ...]) -> Files:
     """The files to ingest, each with the root its name is parsed relative to.
 
     A folder's files are taken as if the folder had been dropped into an inbox: the root is
@@ -50,7 +50,7 @@ def _expand(paths: tuple[Path, ...]) -> list[tuple[Path, str | None]]:
     """
     from harbord.watcher import hidden_below, is_partial
 
-    files: list[tuple[Path, str | None]] = []
+    files: Files = []
     for given in paths:
         if given.is_dir():
             root = os.path.dirname(os.path.abspath(given))
