@@ -14,9 +14,9 @@ from datetime import date, datetime
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from handlers.media_kinds import ext_of, media_type_for
+from handlers.media_kinds import AV_EXTS, ext_of, media_type_for
 from handlers.sidecar_store import keep_sidecars, remove_sources
-from handlers.sidecars import inspect_folder, owner_stem, sidecar_key
+from handlers.sidecars import ART_EXTS, inspect_folder, sidecar_key, stem_candidates
 from harbord import offload
 from harbord.errors import PermanentError, Skip
 from harbord.job import Job
@@ -93,10 +93,11 @@ class Parse:
     async def handle(self, job: Job) -> Job:
         """Identify ``job.path``; see the class docstring."""
         path = Path(job.path)
-        seen = await offload.io(inspect_folder, path)
-        owner = self.catalog.sidecar_item(job.path) if self.catalog is not None else None
-        if owner is not None:  # moved with its media file, or a folder's poster.jpg left behind
-            raise Skip("ignored", f"kept as a sidecar of item {owner}", job)
+        photos = job.source == "photos"  # there a picture is a photo, never a video's cover
+        seen = await offload.io(inspect_folder, path, not photos)
+        kept_by = self.catalog.sidecar_item(job.path) if self.catalog is not None else None
+        if kept_by is not None:  # moved with its media file, or a folder's poster.jpg left behind
+            raise Skip("ignored", f"kept as a sidecar of item {kept_by}", job)
         if seen.get("missing"):
             raise PermanentError("file disappeared")
         if "sidecar" in seen:
@@ -106,6 +107,8 @@ class Parse:
             if owner is None:
                 raise Skip("ignored", f"{kind} sidecar with no media file beside it", job)
             raise Skip("ignored", f"sidecar of {path.parent / owner}", job)
+        if self.catalog is not None and not photos and ext_of(path.name) in ART_EXTS:
+            await self._keep_late(job, "cover", None)  # a video's cover art, come after it left
         root = PurePath(job.watch_root) if job.watch_root else None
         parsed = await offload.cpu(guess, guess_input(path, root))
         if ext_of(path.name):
@@ -126,7 +129,8 @@ class Parse:
 
     async def _keep_late(self, job: Job, kind: str, owner: str | None) -> None:
         """A sidecar that arrived after its media file was stored (subtitles fetched later,
-        beside a kept file or in the drop folder the file has left): keep it with that item
+        beside a kept file or in the drop folder the file has left; an image named after a
+        stored video, ``name.jpg``/``name-poster.jpg``, is its cover): keep it with that item
         now, as store would have (the job's action; ``move`` takes it out of the folder), and
         raise Skip("ignored") saying so. Returns if the media file is not catalogued (yet):
         its own store step keeps the sidecar then."""
@@ -134,12 +138,12 @@ class Parse:
         path = Path(job.path)
         if kind.startswith("ia_"):
             return  # shared by the folder's files: store keeps it with each
+        owner_path: str | None = str(path.parent / owner) if owner else None
         if owner is None:  # the media file has left the folder: find it in the catalog
-            known = dict(self.catalog.files_in_folder(str(path.parent)))
-            stem = owner_stem(path.name, [Path(p).stem for p in known])
-            owner_path = next((p for p in known if Path(p).stem == stem), None) if stem else None
-        else:
-            owner_path = str(path.parent / owner)
+            seps = ".-" if kind == "cover" else "."  # name-poster.jpg, name.jpg
+            owner_path = next((found for stem in stem_candidates(path.name, seps)
+                               for found, _ in self.catalog.files_named(str(path.parent), stem)
+                               if kind != "cover" or ext_of(found) in AV_EXTS), None)
         item_id = self.catalog.item_id_for_path(owner_path) if owner_path else None
         item = self.catalog.get_item(item_id) if item_id is not None else None
         if owner_path is None or item is None or not item.get("object"):

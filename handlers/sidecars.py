@@ -163,11 +163,11 @@ def sidecar_key(name: str, kind: str, owner_stem: str) -> str:
     return _subtitle_key(name, owner_stem) if kind == "subtitles" else kind
 
 
-def owner_stem(name: str, stems: list[str]) -> str | None:
-    """Of ``stems`` (media file names without extension), the longest that ``name`` starts
-    with, followed by a dot; None if none."""
-    fits = [stem for stem in stems if name.startswith(stem + ".") and len(name) > len(stem) + 1]
-    return max(fits, key=len, default=None)
+def stem_candidates(name: str, seps: str = ".") -> list[str]:
+    """The stems a media file owning the sidecar ``name`` could have, longest first: every
+    prefix of ``name`` that one of ``seps`` follows (``Movie.2004.de.srt`` -> ``Movie.2004.de``,
+    ``Movie.2004``, ``Movie``)."""
+    return [name[:i] for i in range(len(name) - 1, 0, -1) if name[i] in seps]
 
 
 def find_sidecars(path: Path, folder: _Folder | None = None) -> dict[str, str]:
@@ -266,18 +266,22 @@ def read_ia_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-def inspect_folder(path: Path) -> dict[str, Any]:
+def inspect_folder(path: Path, covers: bool = True) -> dict[str, Any]:
     """What parse needs from the file system about the media file ``path`` (blocking: runs in
     a thread): ``{"missing": True}`` if it is gone; ``{"sidecar": (kind, owner name or None)}``
     if it is itself a sidecar; else ``{"sidecars": kind -> path, "meta": {"info_json"|"ia_meta":
-    facts}, "warnings": [unreadable sidecars], "single": it is the folder's only media file}``."""
+    facts}, "warnings": [unreadable sidecars], "single": it is the folder's only media file}``.
+    ``covers=False`` (a photos folder): a picture is never a video's cover art, so a phone's
+    ``IMG_0001.jpg`` beside its ``IMG_0001.mov`` stays a photo of its own."""
     if not os.path.lexists(path):
         return {"missing": True}
     folder = _folder(path.parent)
     side = folder.classify(path.name)
-    if side is not None:
+    if side is not None and (covers or side[0] != "cover"):
         return {"sidecar": side}
     sidecars = find_sidecars(path, folder)
+    if not covers:
+        sidecars.pop("cover", None)
     out: dict[str, Any] = {"sidecars": sidecars, "warnings": [], "meta": {}, "single": len(folder.media) <= 1}
     for kind, reader in (("info_json", read_info_json), ("ia_meta", read_ia_meta)):
         if kind in sidecars:

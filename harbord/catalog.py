@@ -318,14 +318,16 @@ class Catalog:
                     [int(present), job.path, job.size, job.mtime],
                 )
 
-    def files_in_folder(self, folder: str) -> list[tuple[str, int]]:
-        """(path, item id) of every file recorded directly in ``folder`` (present or moved)."""
-        base = folder.rstrip("/") + "/"
+    def files_named(self, folder: str, stem: str) -> list[tuple[str, int]]:
+        """(path, item id) of the files recorded as ``<folder>/<stem>.<ext>`` (present or moved),
+        found by an index range on the path."""
+        base = f"{folder.rstrip('/')}/{stem}."
         rows = self.db.execute(
             "SELECT path, item_id FROM files WHERE path >= ? AND path < ? AND item_id IS NOT NULL",
-            [base, base[:-1] + "0"],  # "0" sorts right after "/"
+            [base, base[:-1] + "/"],  # "/" sorts right after "."
         ).fetchall()
-        return [(path, int(item)) for path, item in rows if "/" not in path[len(base):]]
+        return [(path, int(item)) for path, item in rows if "." not in path[len(base):]
+                and "/" not in path[len(base):]]
 
     # sidecars ----------------------------------------------------------------------------
     def add_sidecar(self, item_id: int, kind: str, source: str, path: str, size: int,

@@ -166,3 +166,30 @@ async def test_store_re_run_after_a_crash_that_moved_the_sidecars_already(ctx: C
     again = await Store.from_context(ctx).handle(job)  # the job record as it stood before store
     assert again.sidecars == first.sidecars and "warnings" not in again.parsed
     assert list(inbox.iterdir()) == []
+
+
+async def test_cover_art_arriving_after_its_video_left_joins_it(ctx: Context, inbox: Path) -> None:
+    out = await run(ctx, make_mp4(inbox / "Movie.Title.2004.mp4", seed=74), "move")
+    late = make_jpg_exif(inbox / "Movie.Title.2004-poster.jpg")
+    with pytest.raises(Skip) as skip:
+        await Parse.from_context(ctx).handle(Job(id="late", path=str(late), action="move"))
+    assert f"kept as the cover sidecar of item {out.item_id}" in skip.value.reason
+    assert Path(out.object_path or "").with_name(f"{out.file_hash}-poster.jpg").exists()
+    assert list(inbox.iterdir()) == []
+    # a picture named after no stored video is a photo
+    photo = make_jpg_exif(inbox / "Movie.Other.jpg")
+    job = await Parse.from_context(ctx).handle(Job(id="photo", path=str(photo), action="move"))
+    assert job.media_type == "photo"
+
+
+async def test_in_a_photos_folder_a_picture_beside_a_video_is_a_photo(ctx: Context, inbox: Path) -> None:
+    video = make_mp4(inbox / "IMG_0001.mp4", seed=75)  # a phone's live photo: picture + clip
+    picture = make_jpg_exif(inbox / "IMG_0001.jpg")
+    parse = Parse.from_context(ctx)
+    clip = await parse.handle(Job(id="v", path=str(video), source="photos", watch_root=str(inbox)))
+    still = await parse.handle(Job(id="p", path=str(picture), source="photos", watch_root=str(inbox)))
+    assert clip.media_type == "video" and "cover" not in clip.sidecars
+    assert still.media_type == "photo"
+    # elsewhere the same picture is the video's cover art
+    with pytest.raises(Skip):
+        await parse.handle(Job(id="p2", path=str(picture), source="inbox", watch_root=str(inbox)))
