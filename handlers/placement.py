@@ -1,5 +1,6 @@
-"""Making a file in the library: reflink, hardlink or copy, written under a temporary name,
-fsynced, then renamed, so a crash never leaves a half file under its final name.
+"""Making a file in the library: reflink, hardlink or copy of an open source (see
+:func:`harbord.fsio.open_source`), written under a temporary name, fsynced, then renamed, so a
+crash never leaves a half file under its final name.
 
 Used by store for objects and for the sidecars kept beside them. Reflink: ``ioctl FICLONE``
 (linux/fs.h; btrfs, XFS, bcachefs); copy: ``copy_file_range`` (else a read/write loop).
@@ -10,12 +11,13 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import secrets
 import shutil
+import stat
 from pathlib import Path
 
 from handlers.checksum import CHUNK
 from harbord.errors import PermanentError, RetryableError
+from harbord.fsio import Source, link_fd, temp_name
 
 FICLONE = 0x40049409
 """``_IOW(0x94, 9, int)`` from linux/fs.h: share the source's extents with the destination."""
@@ -51,43 +53,66 @@ def copy_bytes(src_fd: int, dst_fd: int) -> None:
             shutil.copyfileobj(fsrc, fdst, CHUNK)
 
 
-def write_temp(src: str, tmp: Path, way: str) -> bool:
-    """Make ``tmp`` by hardlink, reflink (``clone``) or reflink-else-copy; False if ``way`` is
-    impossible here (cross-device, unsupported)."""
+def ways_for(action: str, st: os.stat_result) -> tuple[str, ...]:
+    """The ways :func:`make_file` may try for ``action`` and a source with stat ``st``.
+
+    A source with more than one hardlink (``st_nlink > 1``: the same file has another name,
+    perhaps outside the watched folders) is always copied: a hardlink would let writes through
+    that other name change the library's object after it was hashed.
+    """
+    return ("copy",) if st.st_nlink > 1 else PLANS[action]
+
+
+def write_temp(src: Source, tmp: Path, way: str) -> bool:
+    """Make ``tmp`` from the open source by hardlink (of the opened file itself), reflink
+    (``clone``) or reflink-else-copy; False if ``way`` is impossible here (cross-device,
+    unsupported). A copy gets the source's read bits only (never wider than the source, and
+    read-only). Raises RetryableError if the source changed (size, mtime) while copied, or if
+    the link is not the opened file."""
     if way == "link":
         try:
-            os.link(src, tmp)
+            link_fd(src.fd, tmp)
         except OSError as err:
-            if err.errno in NO_LINK:
+            if err.errno in NO_LINK or err.errno == errno.ENOENT:  # ENOENT: no /proc
                 return False
             raise
+        if (os.stat(tmp).st_ino, os.stat(tmp).st_dev) != (src.st.st_ino, src.st.st_dev):
+            raise RetryableError("the file was replaced while it was linked into the library")
         return True
-    with open(src, "rb") as fsrc, open(tmp, "xb") as fdst:
+    os.lseek(src.fd, 0, os.SEEK_SET)
+    dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
         try:
-            fcntl.ioctl(fdst.fileno(), FICLONE, fsrc.fileno())
+            fcntl.ioctl(dst, FICLONE, src.fd)
         except OSError as err:
             if err.errno not in NO_CLONE:
                 raise
             if way == "clone":
                 return False
-            copy_bytes(fsrc.fileno(), fdst.fileno())
-        if os.fstat(fdst.fileno()).st_size != os.fstat(fsrc.fileno()).st_size:
+            copy_bytes(src.fd, dst)
+        now = os.fstat(src.fd)
+        if (now.st_size, now.st_mtime_ns) != (src.st.st_size, src.st.st_mtime_ns) or \
+                os.fstat(dst).st_size != now.st_size:
             raise RetryableError("file changed while it was copied into the library")
-        os.fsync(fdst.fileno())
+        os.fchmod(dst, stat.S_IMODE(src.st.st_mode) & 0o444)
+        os.fsync(dst)
+    finally:
+        os.close(dst)
     return True
 
 
-def make_file(src: str, final: Path, action: str) -> str:
-    """Make ``final`` from ``src`` the first way ``PLANS[action]`` allows, through a temporary
-    name in the same folder (created, fsynced, renamed; the folder fsynced). Returns the way
-    used (``link``, ``clone`` or ``copy``). Raises OSError (source missing, disk full ...),
-    RetryableError if the source changed while copied, PermanentError if no way works."""
+def make_file(src: Source, final: Path, ways: tuple[str, ...]) -> str:
+    """Make ``final`` from the open source the first of ``ways`` that works here (see
+    :func:`ways_for`), through a temporary name in the same folder (:func:`harbord.fsio.temp_name`:
+    created, fsynced, renamed; the folder fsynced). Returns the way used (``link``, ``clone``
+    or ``copy``). Raises OSError (disk full ...), RetryableError if the source changed while
+    copied, PermanentError if no way works."""
     if not final.parent.is_dir():
         final.parent.mkdir(parents=True, exist_ok=True)
         fsync_dir(final.parent.parent)
-    tmp = final.parent / f".{final.stem}.tmp-{secrets.token_hex(6)}"
+    tmp = temp_name(final)
     try:
-        for way in PLANS[action]:
+        for way in ways:
             if write_temp(src, tmp, way):
                 os.replace(tmp, final)
                 fsync_dir(final.parent)
@@ -95,4 +120,4 @@ def make_file(src: str, final: Path, action: str) -> str:
             tmp.unlink(missing_ok=True)
     finally:
         tmp.unlink(missing_ok=True)
-    raise PermanentError(f"no way to store {final.name} for action {action!r}")
+    raise PermanentError(f"no way to store {final.name} ({', '.join(ways)})")

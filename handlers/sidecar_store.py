@@ -13,14 +13,15 @@ catalog remembers it so it is not taken for a photo later.
 
 from __future__ import annotations
 
-import filecmp
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from handlers.media_kinds import ext_of
-from handlers.placement import make_file
+from handlers.placement import make_file, ways_for
+from harbord.fsio import Source, open_source, real_roots
 
 
 @dataclass(frozen=True)
@@ -61,27 +62,53 @@ def owned_by(source: str, media_path: str, kind: str) -> bool:
     return kind != "ia_meta" and src.parent == media.parent and src.name.startswith(stem)
 
 
-def keep_sidecars(sidecars: dict[str, str], object_path: str, media_path: str,
-                  action: str) -> tuple[list[Kept], list[str]]:
+def _same_bytes(src: Source, final: Path) -> bool:
+    """True if the library copy ``final`` holds exactly the bytes of the open source."""
+    with open(final, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size != src.st.st_size:
+            return False
+        offset = 0
+        while block := fh.read(1 << 20):
+            if os.pread(src.fd, len(block), offset) != block:
+                return False
+            offset += len(block)
+    return True
+
+
+def keep_sidecars(sidecars: dict[str, str], object_path: str, media_path: str, action: str,
+                  roots: Sequence[str] | None = None) -> tuple[list[Kept], list[str]]:
     """Make each sidecar (kind -> source path) beside ``object_path`` (runs in a thread).
 
+    A sidecar is read only if it resolves to a regular file inside ``roots`` (resolved watched
+    folders; default: the media file's own folder), the rule media files follow
+    (:func:`harbord.fsio.open_source`), and its copy is never more readable than its source.
     An existing library copy is kept as it is (the first one kept for a kind wins; a source
-    that differs from it is noted and not removed by :func:`remove_sources`). Returns
-    the sidecars kept and, for the ones that could not be (vanished, unreadable, disk full),
-    one warning each naming the file and the reason; a sidecar never fails the job.
+    that differs from it is noted and not removed by :func:`remove_sources`). Returns the
+    sidecars kept and, for the ones that could not be (outside the watched folders, not a
+    regular file, vanished, unreadable, disk full), one warning each naming the file and the
+    reason; a sidecar never fails the job.
     """
+    if roots is None:
+        roots = real_roots([os.path.dirname(os.path.abspath(media_path))])
     kept: list[Kept] = []
     warnings: list[str] = []
     for kind, source in sorted(sidecars.items()):
         final = library_name(Path(object_path), kind, source)
         try:
             same = True
-            if not final.exists():
-                make_file(source, final, action)
-            elif os.path.lexists(source):  # else: moved already (a re-run after a crash)
-                same = filecmp.cmp(source, final, shallow=False)
-            size = os.stat(final).st_size
-        except Exception as err:  # OSError, RetryableError, PermanentError: noted, not fatal
+            if not os.path.lexists(source):  # moved already (a re-run after a crash)
+                size = os.stat(final).st_size
+            else:
+                src = open_source(source, roots)
+                try:
+                    if not final.exists():
+                        make_file(src, final, ways_for(action, src.st))
+                    else:
+                        same = _same_bytes(src, final)
+                finally:
+                    src.close()
+                size = os.stat(final).st_size
+        except Exception as err:  # OSError, Refused, RetryableError, PermanentError: noted, not fatal
             warnings.append(f"sidecar {source}: not kept ({getattr(err, 'strerror', None) or err})")
             continue
         if not same:

@@ -13,12 +13,14 @@ import bisect
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import defusedxml.ElementTree as SafeET
 
 from handlers.media_kinds import AV_EXTS, PHOTO_EXTS, ext_of
+from harbord.fsio import Refused, open_source, real_roots
 
 SUBTITLE_EXTS = ("srt", "ass", "ssa", "vtt", "idx", "sub")
 ART_EXTS = frozenset({"jpg", "jpeg", "png", "webp"})
@@ -96,6 +98,15 @@ FOLDER_CACHE_SIZE = 64
 _folders: dict[str, tuple[tuple[int, int, int, int], _Folder]] = {}
 
 
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    """``entry.is_file()``, False for an entry that cannot be stat'ed (a symlink loop:
+    ``ELOOP``; a name gone meanwhile), so one bad entry never hides the folder's others."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
 def _folder(folder: Path) -> _Folder:
     """The indexed listing of ``folder`` (empty if it is missing or unreadable).
 
@@ -117,8 +128,8 @@ def _folder(folder: Path) -> _Folder:
         return cached[1]
     read_at = time.time_ns()
     try:
-        listing = _Folder(sorted(entry.name for entry in os.scandir(folder) if entry.is_file()))
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        listing = _Folder(sorted(entry.name for entry in os.scandir(folder) if _is_file(entry)))
+    except OSError:  # missing, not a folder, unreadable
         return _Folder([])
     if key is not None and read_at - max(key[2], key[3]) >= FOLDER_CACHE_MIN_AGE_NS:
         if len(_folders) >= FOLDER_CACHE_SIZE:
@@ -220,13 +231,17 @@ def _trim(text: Any) -> str | None:
     return str(text)[:DESCRIPTION_CHARS] if text else None
 
 
-def read_info_json(path: Path) -> dict[str, Any]:
-    """The facts harbord keeps from a yt-dlp ``.info.json``: title, uploader, upload_date (ISO
-    date; the file has ``YYYYMMDD``), description (first 2000 chars), tags, duration (seconds),
-    webpage_url, id, extractor. Raises OSError or ValueError if the file is unreadable or not a
-    JSON object."""
-    with open(path, encoding="utf-8") as fh:
-        data = json.load(fh)
+def read_info_json(path: Path | BinaryIO) -> dict[str, Any]:
+    """The facts harbord keeps from a yt-dlp ``.info.json`` (a path, or a binary file open on
+    it): title, uploader, upload_date (ISO date; the file has ``YYYYMMDD``), description (first
+    2000 chars), tags, duration (seconds), webpage_url, id, extractor. Raises OSError or
+    ValueError if the file is unreadable or not a JSON object, RecursionError if it nests too
+    deeply."""
+    if isinstance(path, Path):
+        with open(path, "rb") as fh:
+            data = json.load(fh)
+    else:
+        data = json.load(path)
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     upload = str(data.get("upload_date") or "")
@@ -245,7 +260,7 @@ def read_info_json(path: Path) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if v not in (None, "")}
 
 
-def read_ia_meta(path: Path) -> dict[str, Any]:
+def read_ia_meta(path: Path | BinaryIO) -> dict[str, Any]:
     """The facts harbord keeps from an Internet Archive ``<id>_meta.xml``: identifier, title,
     date, mediatype, description (first 2000 chars) as strings; creator, subject (also split on
     ``;``) and collection as lists (these elements repeat). Parsed with defusedxml. Raises
@@ -266,27 +281,47 @@ def read_ia_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-def inspect_folder(path: Path, covers: bool = True) -> dict[str, Any]:
+def inspect_folder(path: Path, covers: bool = True, roots: Sequence[str] | None = None) -> dict[str, Any]:
     """What parse needs from the file system about the media file ``path`` (blocking: runs in
     a thread): ``{"missing": True}`` if it is gone; ``{"sidecar": (kind, owner name or None)}``
     if it is itself a sidecar; else ``{"sidecars": kind -> path, "meta": {"info_json"|"ia_meta":
     facts}, "warnings": [unreadable sidecars], "single": it is the folder's only media file}``.
     ``covers=False`` (a photos folder): a picture is never a video's cover art, so a phone's
-    ``IMG_0001.jpg`` beside its ``IMG_0001.mov`` stays a photo of its own."""
+    ``IMG_0001.jpg`` beside its ``IMG_0001.mov`` stays a photo of its own.
+
+    A sidecar is listed (and read) only if it resolves to a regular file inside ``roots``
+    (resolved watched folders; default: the media file's own folder), as media files must
+    (:func:`harbord.fsio.open_source`); any other is left out with a warning."""
     if not os.path.lexists(path):
         return {"missing": True}
     folder = _folder(path.parent)
     side = folder.classify(path.name)
     if side is not None and (covers or side[0] != "cover"):
         return {"sidecar": side}
+    if roots is None:
+        roots = real_roots([os.path.dirname(os.path.abspath(path))])
     sidecars = find_sidecars(path, folder)
     if not covers:
         sidecars.pop("cover", None)
-    out: dict[str, Any] = {"sidecars": sidecars, "warnings": [], "meta": {}, "single": len(folder.media) <= 1}
+    warnings: list[str] = []
+    for kind, side_path in list(sidecars.items()):
+        try:
+            open_source(side_path, roots).close()
+        except (OSError, Refused) as err:
+            del sidecars[kind]
+            warnings.append(f"sidecar {side_path}: not kept ({getattr(err, 'strerror', None) or err})")
+    out: dict[str, Any] = {"sidecars": sidecars, "warnings": warnings, "meta": {},
+                           "single": len(folder.media) <= 1}
     for kind, reader in (("info_json", read_info_json), ("ia_meta", read_ia_meta)):
         if kind in sidecars:
             try:
-                out["meta"][kind] = reader(Path(sidecars[kind]))
+                src = open_source(sidecars[kind], roots)
+                with os.fdopen(src.fd, "rb") as fh:
+                    out["meta"][kind] = reader(fh)
+            except Refused as err:
+                out["warnings"].append(f"{kind}: not read ({err})")
+            except RecursionError:  # '{"a":' * 200000: too deeply nested for json/expat
+                out["warnings"].append(f"{kind}: unreadable (nested too deeply)")
             except (OSError, ValueError, SyntaxError) as err:
                 out["warnings"].append(f"{kind}: unreadable ({err})")
     return out

@@ -6,8 +6,8 @@ the single writer of catalog rows; CLI commands read, and ``retry`` flips job st
 
 Schema (version = ``PRAGMA user_version``):
 
-- ``objects(hash PK, size, ext, path, refcount, created_at)``: one row per stored blob;
-  ``refcount`` counts the ``files`` rows that point at it.
+- ``objects(hash PK, size, ext, path, refcount, created_at, verified_at)``: one row per stored
+  blob; ``refcount`` counts the ``files`` rows that point at it.
 - ``items(id PK, object_hash UNIQUE, title, year, media_type, season, episode, parsed,
   probe, sidecars, enrichment, series, user_fields, source, created_at, updated_at)``:
   one item per distinct content; JSON columns hold handler facts.
@@ -135,7 +135,14 @@ def _m4_job_owner(db: Database) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
 
 
-MIGRATIONS: list[Migration] = [_m1_initial, _m2_vectors, _m3_sidecars, _m4_job_owner]
+def _m5_object_verified(db: Database) -> None:
+    """``objects.verified_at``: when the object's bytes were last re-hashed and found to match
+    its name (seconds since the epoch), NULL if never; a duplicate's source is removed only
+    after such a check (see :func:`handlers.store.verify_object`)."""
+    db.execute("ALTER TABLE objects ADD COLUMN verified_at REAL")
+
+
+MIGRATIONS: list[Migration] = [_m1_initial, _m2_vectors, _m3_sidecars, _m4_job_owner, _m5_object_verified]
 """Schema migrations in order; migration ``i`` brings ``user_version`` from ``i`` to ``i + 1``.
 Append, never edit a released one."""
 
@@ -145,7 +152,9 @@ def open_db(path: Path | str) -> Database:
 
     WAL journal, ``synchronous=NORMAL`` (durable at checkpoints, never corrupt), 10 s busy
     timeout so a CLI command and the daemon can share the file. Raises CatalogError if the file
-    cannot be opened or is not a harbord database.
+    cannot be opened or is not a harbord database (a damaged one: the message names the
+    recovery, see :func:`harbord.integrity.catalog_error`). It does not check the whole file;
+    the daemon and ``harbord ingest`` do, first (:func:`harbord.integrity.check_catalog`).
     """
     try:
         conn = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False)
@@ -155,7 +164,9 @@ def open_db(path: Path | str) -> Database:
         db.execute("PRAGMA foreign_keys=ON")
         migrate(db)
     except sqlite3.DatabaseError as err:
-        raise CatalogError(f"cannot open database {path}: {err}") from err
+        from harbord.integrity import catalog_error
+
+        raise catalog_error(path, err, "cannot open") from err
     return db
 
 
@@ -201,6 +212,10 @@ class Catalog:
             [file_hash, size, ext, path, time.time()],
         )
         return cur.rowcount == 1
+
+    def object_verified(self, file_hash: str) -> None:
+        """Record that the object's bytes were just re-hashed and match its name."""
+        self.db.execute("UPDATE objects SET verified_at = ? WHERE hash = ?", [time.time(), file_hash])
 
     # items -------------------------------------------------------------------------------
     def item_id_for_object(self, file_hash: str) -> int | None:

@@ -6,7 +6,8 @@
     ├── ConfigError          startup refuses to run, prints the offending key
     ├── CatalogError         the SQLite catalog or job table cannot be used
     └── HandlerError(handler, job_id)
-        ├── RetryableError   network down, 429/5xx, disk full, file busy -> retry with backoff
+        ├── RetryableError   network down, 429/5xx, disk full, file busy, database busy -> backoff
+        │   └── FileReplacedError another file now has the job's name -> retry from the first stage
         └── PermanentError   corrupt media, unreadable file -> job failed, file left where it was
     Skip(Exception)          not a failure: duplicate, ignored file type
 
@@ -68,6 +69,11 @@ class HandlerError(HarbordError):
 
 class RetryableError(HandlerError):
     """A transient failure (network, 429/5xx, disk full, file busy); the job is retried later."""
+
+
+class FileReplacedError(RetryableError):
+    """The file under the job's path is not the one its earlier stages read (another inode, or
+    another size/mtime): retried from the first stage, so everything is learnt from the new file."""
 
 
 class PermanentError(HandlerError):

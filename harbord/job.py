@@ -25,7 +25,8 @@ class Job:
 
     Fields filled by handlers: ``sidecars`` (kind -> path), ``parsed`` (guessit facts),
     ``media_type`` (one of MEDIA_TYPES), ``probe`` (pymediainfo/EXIF facts), ``file_hash``
-    (BLAKE3 hex, 64 chars), ``object_path`` (path of the content-addressed object),
+    (BLAKE3 hex, 64 chars), ``file_id`` (``[st_dev, st_ino]`` of the file checksum hashed, so
+store makes the object from that file and no other), ``object_path`` (path of the content-addressed object),
     ``item_id`` (catalog row), ``vectors`` (embedding space -> vector id), ``enrichment``,
     ``series``.
     """
@@ -42,6 +43,7 @@ class Job:
     media_type: str | None = None
     probe: dict[str, Any] = field(default_factory=dict)
     file_hash: str | None = None
+    file_id: list[int] | None = None
     object_path: str | None = None
     item_id: int | None = None
     vectors: dict[str, int] = field(default_factory=dict)

@@ -16,7 +16,6 @@ after every stage in one transaction, so a crash resumes where it stopped.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -26,6 +25,10 @@ from typing import Any
 from sqlite_utils import Database
 
 from harbord.job import Job
+from harbord.procs import process_alive, process_start_ticks, process_token
+
+__all__ = ["Claimed", "JobQueue", "backoff_seconds", "process_alive", "process_start_ticks",
+           "process_token"]
 
 STATES = ("pending", "running", "done", "failed", "dead")
 
@@ -38,46 +41,6 @@ class Claimed:
     stage: int
     job: Job
     attempts: int
-
-
-def process_start_ticks(pid: int) -> str | None:
-    """The start time of process ``pid`` (clock ticks since boot, field 22 of /proc/PID/stat),
-    or None if it is gone or /proc cannot tell."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
-    except (OSError, IndexError):
-        return None
-
-
-def process_token() -> str:
-    """This process as a job owner: ``"<pid>:<start ticks>"`` (the start time tells a reused
-    pid from the process that held it), or ``"<pid>"`` where /proc is not there."""
-    pid = os.getpid()
-    ticks = process_start_ticks(pid)
-    return f"{pid}:{ticks}" if ticks else str(pid)
-
-
-def process_alive(owner: str | int | None) -> bool:
-    """True if the job owner ``owner`` (see :func:`process_token`) is a running process other
-    than this one. None, and this process's own pid (at start-up: a pid reused from a process
-    that is gone), count as not alive; so does a pid now held by a process started later."""
-    if owner is None or owner == "":
-        return False
-    pid_text, _, ticks = str(owner).partition(":")
-    try:
-        pid = int(pid_text)
-    except ValueError:
-        return False
-    if pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, another user's
-        pass
-    return not ticks or process_start_ticks(pid) in (ticks, None)
 
 
 def backoff_seconds(attempts: int, base: float, cap: float) -> float:
@@ -183,11 +146,13 @@ class JobQueue:
             [outcome, job.to_json(), stage, time.time(), job_id],
         )
 
-    def fail(self, job_id: str, error: str, *, retryable: bool) -> str:
+    def fail(self, job_id: str, error: str, *, retryable: bool, restart: Job | None = None) -> str:
         """Record a failure; returns the new state.
 
         Retryable: ``failed`` with ``next_attempt_at`` = now + backoff, or ``dead`` once
         ``max_attempts`` is reached. Permanent: ``failed`` with no automatic retry.
+        ``restart``: the retry starts over at stage 0 with this record (the file under the
+        job's path was replaced).
         """
         now = time.time()
         with self.db.atomic():
@@ -205,6 +170,9 @@ class JobQueue:
                 "outcome = 'failed', updated_at = ? WHERE id = ?",
                 [state, attempts, next_at, error, now, job_id],
             )
+            if restart is not None:
+                self.db.execute("UPDATE jobs SET stage = 0, record = ? WHERE id = ?",
+                                [restart.to_json(), job_id])
         return state
 
     def release(self, job_id: str) -> None:

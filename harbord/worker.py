@@ -15,7 +15,7 @@ from pathlib import Path
 import structlog
 
 from harbord.chain import Handler, run_chain
-from harbord.errors import HandlerError, PermanentError, RetryableError, Skip
+from harbord.errors import FileReplacedError, HandlerError, PermanentError, RetryableError, Skip
 from harbord.events import EventSink, make_event
 from harbord.job import Job
 from harbord.queue import Claimed, JobQueue
@@ -154,7 +154,13 @@ class Runner:
 
     def _failed(self, claimed: Claimed, err: HandlerError) -> str:
         retryable = isinstance(err, RetryableError)
-        state = self.queue.fail(claimed.job_id, str(err), retryable=retryable)
+        restart = None
+        if isinstance(err, FileReplacedError):
+            first = claimed.job
+            restart = Job(id=first.id, path=first.path, source=first.source,
+                          watch_root=first.watch_root, size=first.size, mtime=first.mtime,
+                          action=first.action)
+        state = self.queue.fail(claimed.job_id, str(err), retryable=retryable, restart=restart)
         row = self.queue.get(claimed.job_id) or {}
         log.warning("failed", path=claimed.job.path, error=str(err), stage=err.handler,
                     retryable=retryable, state=state, attempts=row.get("attempts"))

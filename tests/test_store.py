@@ -168,7 +168,7 @@ async def test_rerun_after_a_crash_after_move(ctx: Context, inbox: Path) -> None
     src2 = make_mp4(inbox / "b.mp4")
     job2 = await ready(src2, "move", "j2")
     final = store.object_path(job2)
-    place(job2.path, final, job2)
+    place(final, job2, [], None)
     os.unlink(src2)  # as if the move had finished too
     out = await store.handle(job2)
     assert out.item_id is not None and out.item_id != first.item_id
@@ -191,7 +191,7 @@ async def test_source_changed_since_checksum(ctx: Context, inbox: Path) -> None:
     job = await ready(src, "move")
     with open(src, "ab") as fh:
         fh.write(b"appended")
-    with pytest.raises(RetryableError, match="file changed since it was hashed"):
+    with pytest.raises(RetryableError, match="replaced or changed since it was hashed"):
         await Store.from_context(ctx).handle(job)
     assert src.exists() and not objects(ctx) and not rows(ctx, "SELECT * FROM files")
 

@@ -1,0 +1,145 @@
+"""Opening files that someone else dropped, without being led out of the watched folders.
+
+A dropped file (a media file or a sidecar) is read only through :func:`open_source`: it must
+resolve (symlinks followed) to a regular file inside one of the given roots, checked on the
+name before opening and again on the open descriptor (``/proc/self/fd/N`` names the file
+actually opened, so a name swapped between the two checks cannot win). Everything made from
+it afterwards (hash, hardlink, reflink, copy) uses that descriptor, never the name again.
+
+Temporary files harbord writes into the library carry the writer's process token
+(:func:`temp_name`), so a start-up sweep can remove the ones of processes that are gone
+(:func:`sweep_temps`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harbord.procs import process_alive, process_start_ticks
+
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+"""``O_NONBLOCK``: a FIFO dropped in the inbox opens at once (and is then refused as not a
+regular file) instead of blocking a thread forever; ``O_NOCTTY``: a tty never becomes ours."""
+
+
+class Refused(Exception):  # noqa: N818 - a refusal, not an internal error
+    """A dropped file harbord will not read: outside the roots after resolving symlinks, or not
+    a regular file. The message names the reason (the caller adds the path)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """An open dropped file: ``fd`` (read-only descriptor, owned by the caller: close it),
+    ``st`` its ``fstat`` when opened, ``real`` the path the descriptor resolves to."""
+
+    fd: int
+    st: os.stat_result
+    real: str
+
+    @property
+    def file_id(self) -> tuple[int, int]:
+        """``(st_dev, st_ino)``: which file this is, whatever its name."""
+        return (self.st.st_dev, self.st.st_ino)
+
+    def close(self) -> None:
+        """Close the descriptor."""
+        os.close(self.fd)
+
+
+def _inside(real: str, roots: Sequence[str]) -> bool:
+    return any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def real_roots(roots: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """The roots with symlinks resolved (``os.path.realpath``), as strings."""
+    return [os.path.realpath(os.fspath(r)) for r in roots]
+
+
+def open_source(path: str, roots: Sequence[str]) -> Source:
+    """Open ``path`` read-only if it resolves to a regular file inside one of ``roots``
+    (already resolved: :func:`real_roots`; empty = no containment check).
+
+    Raises Refused (outside the roots, not a regular file), OSError from ``open`` (missing,
+    permission denied, ``ELOOP`` for a symlink loop ...).
+    """
+    if roots:
+        pre = os.path.realpath(path)
+        if not _inside(pre, roots):
+            raise Refused(f"resolves outside the watched folders (to {pre})")
+    fd = os.open(path, OPEN_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused("not a regular file")
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # no /proc: the check on the name above stands
+            real = os.path.realpath(path)
+        if roots and not _inside(real, roots):
+            raise Refused(f"resolves outside the watched folders (to {real})")
+    except BaseException:
+        os.close(fd)
+        raise
+    return Source(fd, st, real)
+
+
+def fd_path(fd: int) -> str:
+    """The ``/proc/self/fd`` name of an open descriptor (for ``linkat`` with
+    ``AT_SYMLINK_FOLLOW``, which links the opened file itself, not whatever has its name now)."""
+    return f"/proc/self/fd/{fd}"
+
+
+def link_fd(fd: int, dest: str | os.PathLike[str]) -> None:
+    """Hardlink the file open as ``fd`` to ``dest`` (``linkat(AT_FDCWD, "/proc/self/fd/N",
+    ..., AT_SYMLINK_FOLLOW)``; os.link uses ``linkat`` with the flag only when a dir fd is
+    given). Raises OSError (EXDEV across filesystems, EPERM under protected_hardlinks ...)."""
+    root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.link(fd_path(fd), dest, src_dir_fd=root, follow_symlinks=True)
+    finally:
+        os.close(root)
+
+
+# temp files ------------------------------------------------------------------------------
+_TEMP = re.compile(r"^\..*\.tmp-(\d+)-(\d+)-[0-9a-f]+$")
+_token: tuple[int, str] | None = None
+
+
+def temp_name(final: Path) -> Path:
+    """A temporary name beside ``final``: ``.<stem>.tmp-<pid>-<start ticks>-<random>``, so
+    :func:`sweep_temps` can tell a live writer's file from a dead one's."""
+    global _token
+    pid = os.getpid()
+    if _token is None or _token[0] != pid:  # (a forked child gets its own)
+        _token = (pid, process_start_ticks(pid) or "0")
+    return final.parent / f".{final.stem}.tmp-{pid}-{_token[1]}-{secrets.token_hex(6)}"
+
+
+def sweep_temps(folder: Path) -> list[Path]:
+    """Remove the temporary files of dead writers in ``folder`` and its subfolders one level
+    down (the library's ``objects/<h[:2]>/``). Returns the paths removed; never raises."""
+    removed: list[Path] = []
+    try:
+        subdirs = [Path(e.path) for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return removed
+    for sub in [folder, *subdirs]:
+        try:
+            entries = list(os.scandir(sub))
+        except OSError:
+            continue
+        for entry in entries:
+            match = _TEMP.match(entry.name)
+            if match and not process_alive(f"{match[1]}:{match[2]}" if match[2] != "0" else match[1]):
+                try:
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+                except OSError:
+                    continue
+    return removed
