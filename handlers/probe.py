@@ -144,18 +144,22 @@ def probe_file(path: str, kind: str) -> dict[str, Any]:
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO must not hang the worker
     try:
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return {"error": "not a regular file"}
+        if st.st_size == 0:
+            return {"error": "empty file (0 bytes)"}
+        if kind == "other":
+            return _clean({"size": st.st_size, "mime": mimetypes.guess_type(Path(path).name)[0]})
+        # MediaInfo reads the file opened here through its /proc name: a name that is not
+        # UTF-8 (b'x\xff.mp4') cannot reach libmediainfo's wide-string API intact, and a
+        # name swapped meanwhile cannot be probed instead.
+        opened = f"/proc/self/fd/{fd}" if os.path.exists(f"/proc/self/fd/{fd}") else path
+        try:
+            facts = _photo_facts(opened) if kind == "photo" else _av_facts(opened)
+        except RuntimeError as err:  # pymediainfo: "An error occured while opening ..."
+            return {"error": f"MediaInfo cannot open the file ({err})"}
     finally:
         os.close(fd)
-    if not stat.S_ISREG(st.st_mode):
-        return {"error": "not a regular file"}
-    if st.st_size == 0:
-        return {"error": "empty file (0 bytes)"}
-    if kind == "other":
-        return _clean({"size": st.st_size, "mime": mimetypes.guess_type(Path(path).name)[0]})
-    try:
-        facts = _photo_facts(path) if kind == "photo" else _av_facts(path)
-    except RuntimeError as err:  # pymediainfo: "An error occured while opening ..."
-        return {"error": f"MediaInfo cannot open the file ({err})"}
     if kind == "av" and not facts.get("video") and not facts.get("audio"):
         return {"error": NO_AV}
     return facts if "error" in facts else {"size": st.st_size, **facts}

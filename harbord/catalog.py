@@ -32,6 +32,7 @@ from sqlite_utils import Database
 
 from harbord.errors import CatalogError
 from harbord.job import Job
+from harbord.pathtext import display, from_db, to_db
 
 Migration = Callable[[Database], None]
 
@@ -234,7 +235,7 @@ class Catalog:
         parsed = job.parsed
         episode = parsed.get("episode")
         values: dict[str, Any] = {
-            "title": parsed.get("title"),
+            "title": display(parsed["title"]) if isinstance(parsed.get("title"), str) else parsed.get("title"),
             "year": parsed.get("year"),
             "media_type": job.media_type,
             "season": parsed.get("season") if isinstance(parsed.get("season"), int) else None,
@@ -294,18 +295,18 @@ class Catalog:
             return None
         item = _loads(rows[0], *ITEM_JSON)
         item["object"] = self.get_object(item["object_hash"]) if item["object_hash"] else None
-        item["files"] = list(
-            self.db.query(
+        item["files"] = [
+            {**row, "path": from_db(row["path"])} for row in self.db.query(
                 "SELECT path, size, mtime, source, job_id, present, seen_at FROM files "
                 "WHERE item_id = ? ORDER BY id", [item_id]
             )
-        )
+        ]
         return item
 
     def item_id_for_path(self, path: str) -> int | None:
         """The item a file path was last seen as, or None."""
         row = self.db.execute(
-            "SELECT item_id FROM files WHERE path = ? ORDER BY id DESC LIMIT 1", [path]
+            "SELECT item_id FROM files WHERE path = ? ORDER BY id DESC LIMIT 1", [to_db(path)]
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else None
 
@@ -320,7 +321,7 @@ class Catalog:
             cur = self.db.execute(
                 "INSERT OR IGNORE INTO files(path, size, mtime, item_id, object_hash, source, "
                 "job_id, present, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [job.path, job.size, job.mtime, item_id, job.file_hash, job.source, job.id,
+                [to_db(job.path), job.size, job.mtime, item_id, job.file_hash, job.source, job.id,
                  int(present), time.time()],
             )
             if cur.rowcount == 1:
@@ -330,7 +331,7 @@ class Catalog:
             else:
                 self.db.execute(
                     "UPDATE files SET present = ? WHERE path = ? AND size = ? AND mtime = ?",
-                    [int(present), job.path, job.size, job.mtime],
+                    [int(present), to_db(job.path), job.size, job.mtime],
                 )
 
     def files_named(self, folder: str, stem: str) -> list[tuple[str, int]]:
@@ -341,8 +342,8 @@ class Catalog:
             "SELECT path, item_id FROM files WHERE path >= ? AND path < ? AND item_id IS NOT NULL",
             [base, base[:-1] + "/"],  # "/" sorts right after "."
         ).fetchall()
-        return [(path, int(item)) for path, item in rows if "." not in path[len(base):]
-                and "/" not in path[len(base):]]
+        return [(path, int(item)) for path, item in rows if isinstance(path, str)
+                and "." not in path[len(base):] and "/" not in path[len(base):]]
 
     # sidecars ----------------------------------------------------------------------------
     def add_sidecar(self, item_id: int, kind: str, source: str, path: str, size: int,
@@ -351,7 +352,8 @@ class Catalog:
         (``size`` bytes). Idempotent per (item, kind, source)."""
         self.db.execute(
             "INSERT OR IGNORE INTO sidecars(item_id, kind, source, path, size, job_id, seen_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)", [item_id, kind, source, path, size, job_id, time.time()],
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [item_id, kind, to_db(source), to_db(path), size, job_id, time.time()],
         )
 
     def sidecars_of(self, item_id: int) -> dict[str, str]:
@@ -359,19 +361,19 @@ class Catalog:
         rows = self.db.execute(
             "SELECT kind, path FROM sidecars WHERE item_id = ? ORDER BY id DESC", [item_id]
         ).fetchall()
-        return {kind: path for kind, path in rows}
+        return {kind: from_db(path) for kind, path in rows}
 
     def sidecar_item(self, source: str) -> int | None:
         """The item whose sidecar was found at ``source`` (the latest), or None."""
         row = self.db.execute(
-            "SELECT item_id FROM sidecars WHERE source = ? ORDER BY id DESC LIMIT 1", [source]
+            "SELECT item_id FROM sidecars WHERE source = ? ORDER BY id DESC LIMIT 1", [to_db(source)]
         ).fetchone()
         return int(row[0]) if row else None
 
     def file_seen(self, path: str, size: int, mtime: float) -> bool:
         """True if this path with this size (bytes) and mtime (s) is already catalogued."""
         row = self.db.execute(
-            "SELECT 1 FROM files WHERE path = ? AND size = ? AND mtime = ?", [path, size, mtime]
+            "SELECT 1 FROM files WHERE path = ? AND size = ? AND mtime = ?", [to_db(path), size, mtime]
         ).fetchone()
         return row is not None
 

@@ -40,6 +40,10 @@ class _Group(click.Group):
 @click.pass_context
 def main(ctx: click.Context, config_path: Path | None) -> None:
     """harbord: watch drop folders, identify, store, search and announce media."""
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as \xff
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     ctx.obj = load_config(config_path)
     if ctx.invoked_subcommand == "ingest":  # start the CPU pool first: it warms up meanwhile
         from harbord import daemon_lock

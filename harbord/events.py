@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
+from harbord.pathtext import display
+
 EVENT_TYPES = ("queued", "stage", "ingested", "duplicate", "failed", "dead")
 
 
@@ -49,8 +51,13 @@ def make_event(
     error: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """Build one event dict; ``ts`` is seconds since the epoch. None fields are dropped."""
+    """Build one event dict; ``ts`` is seconds since the epoch. None fields are dropped. A
+    ``path`` that is not valid UTF-8 (see :mod:`harbord.pathtext`) also gets ``path_display``,
+    its printable form; ``path`` itself stays lossless (JSON-escaped surrogates)."""
     event: dict[str, Any] = {"type": type_, "job_id": job_id, "path": path, "ts": time.time()}
+    shown = display(path)
+    if shown != path:
+        event["path_display"] = shown
     for key, value in {"item_id": item_id, "stage": stage, "error": error, **extra}.items():
         if value is not None:
             event[key] = value

@@ -188,6 +188,11 @@ class OutboxSink:
         delivery must not fail ingestion.
         """
         payload = json.dumps(event, default=str, ensure_ascii=False, separators=(",", ":"))
+        if not payload.isascii():
+            try:
+                payload.encode("utf-8")
+            except UnicodeEncodeError:  # a path that is not UTF-8: keep it, JSON-escaped
+                payload = json.dumps(event, default=str, separators=(",", ":"))
         try:
             cur = self.db.execute(
                 "INSERT INTO outbox(topic, payload, qos, retain, created_at) VALUES (?, ?, 1, 0, ?)",

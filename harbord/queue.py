@@ -25,6 +25,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from harbord.job import Job
+from harbord.pathtext import display, from_db, to_db
 from harbord.procs import process_alive, process_start_ticks, process_token
 
 __all__ = ["Claimed", "JobQueue", "backoff_seconds", "process_alive", "process_start_ticks",
@@ -83,12 +84,12 @@ class JobQueue:
         cur = self.db.execute(
             "INSERT OR IGNORE INTO jobs(id, path, size, mtime, source, state, stage, record, "
             "attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, 0, ?, ?)",
-            [job_id, path, size, mtime, source, job.to_json(), now, now],
+            [job_id, to_db(path), size, mtime, source, job.to_json(), now, now],
         )
         if cur.rowcount == 1:
             return job_id, True
         row = self.db.execute(
-            "SELECT id FROM jobs WHERE path = ? AND size = ? AND mtime = ?", [path, size, mtime]
+            "SELECT id FROM jobs WHERE path = ? AND size = ? AND mtime = ?", [to_db(path), size, mtime]
         ).fetchone()
         return str(row[0]), False
 
@@ -168,7 +169,7 @@ class JobQueue:
             self.db.execute(
                 "UPDATE jobs SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, "
                 "outcome = 'failed', updated_at = ? WHERE id = ?",
-                [state, attempts, next_at, error, now, job_id],
+                [state, attempts, next_at, display(error), now, job_id],
             )
             if restart is not None:
                 self.db.execute("UPDATE jobs SET stage = 0, record = ? WHERE id = ?",
@@ -242,6 +243,7 @@ class JobQueue:
             return None
         row = rows[0]
         row["record"] = Job.from_json(row["record"])
+        row["path"] = from_db(row["path"])
         return row
 
     def get_many(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -258,6 +260,7 @@ class JobQueue:
             for values in cur:
                 row = dict(zip(names, values, strict=True))
                 row["record"] = Job.from_json(row["record"])
+                row["path"] = from_db(row["path"])
                 out[row["id"]] = row
         return out
 
@@ -265,7 +268,7 @@ class JobQueue:
         """Latest failed/dead jobs: ``[{"job_id", "path", "state", "attempts", "error",
         "next_attempt_at"}]``, newest first."""
         return [
-            {"job_id": r[0], "path": r[1], "state": r[2], "attempts": r[3], "error": r[4],
+            {"job_id": r[0], "path": from_db(r[1]), "state": r[2], "attempts": r[3], "error": r[4],
              "next_attempt_at": r[5]}
             for r in self.db.execute(
                 "SELECT id, path, state, attempts, last_error, next_attempt_at FROM jobs "
@@ -286,5 +289,5 @@ class JobQueue:
     def known(self, path: str, size: int, mtime: float) -> bool:
         """True if a job exists for this unchanged file."""
         return self.db.execute(
-            "SELECT 1 FROM jobs WHERE path = ? AND size = ? AND mtime = ?", [path, size, mtime]
+            "SELECT 1 FROM jobs WHERE path = ? AND size = ? AND mtime = ?", [to_db(path), size, mtime]
         ).fetchone() is not None
