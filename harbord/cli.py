@@ -1,7 +1,8 @@
 """The ``harbord`` command line (click + rich).
 
 Commands: run, status, show, retry, check-config, doctor (ingest from :mod:`harbord.cli_ingest`,
-search/reindex from :mod:`harbord.cli_search`). ``--json`` outputs are stable and documented in the README.
+search/reindex from :mod:`harbord.cli_search`, rebuild-catalog from :mod:`harbord.cli_rebuild`).
+``--json`` outputs are stable and documented in the README.
 Exit codes: 0 ok, 1 a job failed / a check failed, 2 bad usage or invalid config.
 """
 
@@ -10,27 +11,44 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from harbord import __version__
-from harbord.cli_common import fail, out, print_json, setup_logging
+from harbord.cli_common import console, fail, out, print_json, setup_logging
 from harbord.config import Config, load_config
 from harbord.errors import HarbordError
 
 
 class _Group(click.Group):
-    """Turns HarbordError into a one-line message and exit code 2 instead of a traceback."""
+    """Turns HarbordError into a one-line message and exit code 2 instead of a traceback; an
+    SQLite error no command turned into one (a damaged database met mid-command) too, naming
+    the database file (:func:`harbord.integrity.catalog_error`)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except HarbordError as err:
-            fail(str(err))
+            _fail_line(str(err))
+        except sqlite3.DatabaseError as err:
+            from harbord.integrity import catalog_error
+
+            db = ctx.obj.db_path if isinstance(ctx.obj, Config) else None
+            _fail_line(str(catalog_error(db, err)))
+
+
+def _fail_line(message: str) -> NoReturn:
+    """``harbord: <message>`` on stderr as one line (not wrapped at 80 columns, no markup
+    read in it: a path may hold ``[...]``), then exit 2."""
+    console.print(f"[red]harbord:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(2)
 
 
 @click.group(cls=_Group)
@@ -108,7 +126,8 @@ def status(config: Config, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def show(config: Config, ref: str, as_json: bool) -> None:
-    """One item by ITEM_ID, JOB_ID or PATH: parse, probe, hash, object path, files."""
+    """One item by ITEM_ID, JOB_ID, HASH (of its content) or PATH: parse, probe, hash, object
+    path, files."""
     from harbord.catalog import Catalog, open_db
     from harbord.queue import JobQueue
 
@@ -116,7 +135,9 @@ def show(config: Config, ref: str, as_json: bool) -> None:
     try:
         catalog = Catalog(db)
         item_id: int | None = int(ref) if ref.isdigit() else None
-        if item_id is None:
+        if item_id is None and re.fullmatch(r"[0-9a-f]{64}", ref):
+            item_id = catalog.item_id_for_object(ref)
+        elif item_id is None:
             job = JobQueue(db).get(ref)
             item_id = job["record"].item_id if job else catalog.item_id_for_path(os.path.abspath(ref))
         item = catalog.get_item(item_id) if item_id is not None else None
@@ -187,11 +208,12 @@ def doctor(config: Config) -> None:
 
 
 def _add_commands() -> None:
-    from harbord import cli_ingest, cli_search  # light: heavy imports happen inside the commands
+    from harbord import cli_ingest, cli_rebuild, cli_search  # light: heavy imports happen inside the commands
 
     main.add_command(cli_ingest.ingest)
     main.add_command(cli_search.search)
     main.add_command(cli_search.reindex)
+    main.add_command(cli_rebuild.rebuild_catalog)
 
 
 _add_commands()

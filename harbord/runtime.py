@@ -73,9 +73,11 @@ def open_runtime(config: Config, *, processes: bool = True) -> Runtime:
 
     ``processes``: set up the CPU process pool (``pipeline.cpu_processes``); its workers start
     on the first CPU-bound call, so the daemon does not pay ~0.5 s of CPU for them until a file
-    arrives (``harbord ingest`` starts them itself, at once: :func:`start_cpu_pool`). Raises
-    ConfigError (folders cannot be made, a handler cannot be built) or CatalogError (database
-    unusable).
+    arrives (``harbord ingest`` starts them itself, at once: :func:`start_cpu_pool`). Before
+    the database is opened it is checked (:func:`harbord.integrity.check_catalog`: ``PRAGMA
+    quick_check``, and a missing or empty catalog beside a library holding objects is refused).
+    Raises ConfigError (folders cannot be made, a handler cannot be built) or CatalogError
+    (database unusable, damaged, or not the library's).
     """
     pipeline = config.pipeline
     classes = handler_classes(config)
@@ -84,9 +86,11 @@ def open_runtime(config: Config, *, processes: bool = True) -> Runtime:
     try:
         from harbord.catalog import Catalog, open_db
         from harbord.context import Context
+        from harbord.integrity import check_catalog
         from harbord.queue import JobQueue
 
         ensure_dirs(config)
+        check_catalog(config.db_path, config.paths.library)
         db = open_db(config.db_path)
         catalog = Catalog(db)
         ctx = Context(config=config, db=db, catalog=catalog)
