@@ -158,7 +158,8 @@ class Checksum:
     async def handle(self, job: Job) -> Job:
         """Hash ``job.path``; see the class docstring."""
         try:
-            facts = await offload.io(hash_file, job.path, job_roots(job) if job.watch_root else [])
+            facts = await offload.small_io(job.size, hash_file, job.path,
+                                           job_roots(job) if job.watch_root else [])
         except OSError as err:
             raise os_error(err) from err
         except Refused as err:

@@ -20,6 +20,7 @@ from handlers.sidecars import ART_EXTS, inspect_folder, sidecar_key, stem_candid
 from harbord import offload
 from harbord.errors import PermanentError, Skip
 from harbord.job import Job
+from harbord.txn import flush, ready
 
 if TYPE_CHECKING:  # annotations only: keeps pydantic/sqlite-utils/numpy out of the CPU pool's workers
     from harbord.catalog import Catalog
@@ -153,11 +154,13 @@ class Parse:
                                           owner_path, job.action)
         if not kept:
             raise Skip("ignored", f"sidecar of item {item['id']}, not kept: {'; '.join(warnings)}", job)
+        await ready(self.catalog.db)
         with self.catalog.db.atomic():
             for side in kept:
                 self.catalog.add_sidecar(item["id"], side.kind, side.source, side.path, side.size, job.id)
             self.catalog.update_item(item["id"], {"sidecars": self.catalog.sidecars_of(item["id"])})
         if job.action == "move":
+            await flush(self.catalog.db)  # the sidecar is catalogued before its source goes
             warnings += await offload.io(remove_sources, kept)
         note = f" ({'; '.join(warnings)})" if warnings else ""
         raise Skip("ignored", f"kept as the {key} sidecar of item {item['id']}{note}", job)

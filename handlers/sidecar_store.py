@@ -102,7 +102,7 @@ def keep_sidecars(sidecars: dict[str, str], object_path: str, media_path: str, a
                 src = open_source(source, roots)
                 try:
                     if not final.exists():
-                        make_file(src, final, ways_for(action, src.st))
+                        make_file(src, final, ways_for(action, src.st), durable=action == "move")
                     else:
                         same = _same_bytes(src, final)
                 finally:

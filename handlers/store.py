@@ -36,6 +36,7 @@ from harbord import offload
 from harbord.errors import FileReplacedError, PermanentError, Skip
 from harbord.fsio import Refused, Source, open_source
 from harbord.job import Job
+from harbord.txn import flush, ready
 
 if TYPE_CHECKING:  # annotations only: keeps pydantic/sqlite-utils/numpy out of the CPU pool's workers
     from harbord.catalog import Catalog
@@ -67,6 +68,14 @@ def _same_samples(obj_fd: int, src_fd: int, size: int) -> bool:
         if os.pread(obj_fd, SAMPLE_BYTES, offset) != os.pread(src_fd, SAMPLE_BYTES, offset):
             return False
     return True
+
+
+def _links(path: str) -> int:
+    """``st_nlink`` of ``path`` (0 if it cannot be stat'ed)."""
+    try:
+        return os.stat(path).st_nlink
+    except OSError:
+        return 0
 
 
 def verify_object(final: Path, src: Source, want: str, known: dict[str, Any] | None) -> str:
@@ -123,12 +132,12 @@ def place(final: Path, job: Job, roots: list[str], known: dict[str, Any] | None)
                 return {"how": "existing", "size": src.st.st_size, "source_present": True,
                         "verified": check == "full", "source": facts}
             log.warning("object damaged; replaced", object=str(final), path=job.path)
-            make_file(src, final, ("copy",))
+            make_file(src, final, ("copy",), durable=True)
             return {"how": "repaired", "size": os.stat(final).st_size, "source_present": True,
                     "verified": False, "source": facts}
         if src is None:
             raise FileNotFoundError(errno.ENOENT, "file disappeared", job.path)
-        way = make_file(src, final, ways_for(job.action, src.st))
+        way = make_file(src, final, ways_for(job.action, src.st), durable=job.action == "move")
         return {"how": way, "size": os.stat(final).st_size, "source_present": True,
                 "verified": False, "source": facts}
     finally:
@@ -189,33 +198,35 @@ class Store:
         """Store into ``ctx.config.paths.library``, cataloguing in ``ctx.catalog``."""
         return cls(ctx.catalog, ctx.config.paths.library)
 
-    def object_path(self, job: Job) -> Path:
+    def object_path(self, job: Job, known: dict[str, Any] | None = None) -> Path:
         """Where ``job``'s content lives: the catalogued path if the object is known (and inside
         the library), else ``<library>/objects/<h[:2]>/<h>.<ext>``. Raises PermanentError if the
         job has no BLAKE3 hash yet."""
         if not job.file_hash or len(job.file_hash) != 64:
             raise PermanentError("no content hash (the checksum step must run before store)")
-        known = self.catalog.get_object(job.file_hash)
+        known = known or self.catalog.get_object(job.file_hash)
         if known and Path(known["path"]).is_relative_to(self.library):
             return Path(known["path"])
         h = job.file_hash
         return self.library / "objects" / h[:2] / f"{h}.{object_ext(job.path)}"
 
     def _created_by(self, item_id: int, job: Job) -> bool:
-        item = self.catalog.get_item(item_id)
-        files = item["files"] if item else []
-        return not files or files[0]["job_id"] == job.id
+        first = self.catalog.first_job_of_item(item_id)
+        return first is None or first == job.id
 
     async def handle(self, job: Job) -> Job:
         """Store ``job``'s content; see the class docstring."""
         if job.action not in PLANS:
             raise PermanentError(f"unknown action {job.action!r} (move, copy, link or keep)")
-        final = self.object_path(job)
+        known = self.catalog.get_object(job.file_hash) if job.file_hash else None
+        final = self.object_path(job, known)
         assert job.file_hash  # checked by object_path
         roots = job_roots(job)
         try:
-            placed = await offload.io(place, final, job, roots if job.watch_root else [],
-                                      self.catalog.get_object(job.file_hash))
+            # inline for a small file unless it is copied (a copy is fsynced: ~3 ms of waiting)
+            size = 0 if job.action == "copy" or _links(job.path) > 1 else job.size
+            placed = await offload.small_io(size, place, final, job,
+                                            roots if job.watch_root else [], known)
         except OSError as err:
             raise os_error(err, "cannot store") from err
         except Refused as err:
@@ -226,6 +237,7 @@ class Store:
             kept, warnings = await offload.io(keep_sidecars, job.sidecars, str(final), job.path,
                                               job.action, roots)
         stored = dataclasses.replace(job, object_path=str(final))
+        await ready(self.catalog.db)  # the write lock, waited for without blocking the loop
         with self.catalog.db.atomic():  # no await inside: no other job interleaves
             self.catalog.add_object(job.file_hash, placed["size"], final.suffix.lstrip("."), str(final))
             if placed["verified"]:
@@ -240,11 +252,13 @@ class Store:
                 stored = dataclasses.replace(stored, sidecars=self.catalog.sidecars_of(item_id))
                 self.catalog.update_item(item_id, {"sidecars": stored.sidecars})
         if job.action == "move" and placed["source_present"]:
+            await flush(self.catalog.db)  # what is known is on disk before the source goes
             try:
-                removed = await offload.io(remove_source, job.path, final, placed["source"])
+                removed = await offload.small_io(job.size, remove_source, job.path, final, placed["source"])
             except OSError as err:
                 raise os_error(err, "cannot remove the source after storing") from err
             if removed:
+                await ready(self.catalog.db)
                 self.catalog.add_file(stored, item_id, present=False)
             else:
                 warnings.append("the file changed after it was stored; left in place (its new "

@@ -143,7 +143,16 @@ def _m5_object_verified(db: Database) -> None:
     db.execute("ALTER TABLE objects ADD COLUMN verified_at REAL")
 
 
-MIGRATIONS: list[Migration] = [_m1_initial, _m2_vectors, _m3_sidecars, _m4_job_owner, _m5_object_verified]
+def _m6_claim_order(db: Database) -> None:
+    """``jobs_claim(state, created_at)``: :meth:`harbord.queue.JobQueue.claim` takes the oldest
+    pending job by walking this index instead of sorting every runnable row per claim (1.4 ms
+    per claim with 2,000 queued here, O(n^2) over a batch)."""
+    db.execute("CREATE INDEX jobs_claim ON jobs(state, created_at)")
+
+
+MIGRATIONS: list[Migration] = [
+    _m1_initial, _m2_vectors, _m3_sidecars, _m4_job_owner, _m5_object_verified, _m6_claim_order,
+]
 """Schema migrations in order; migration ``i`` brings ``user_version`` from ``i`` to ``i + 1``.
 Append, never edit a released one."""
 
@@ -235,7 +244,7 @@ class Catalog:
         parsed = job.parsed
         episode = parsed.get("episode")
         values: dict[str, Any] = {
-            "title": display(parsed["title"]) if isinstance(parsed.get("title"), str) else parsed.get("title"),
+            "title": display(title) if isinstance(title := parsed.get("title"), str) else title,
             "year": parsed.get("year"),
             "media_type": job.media_type,
             "season": parsed.get("season") if isinstance(parsed.get("season"), int) else None,
@@ -309,6 +318,12 @@ class Catalog:
             "SELECT item_id FROM files WHERE path = ? ORDER BY id DESC LIMIT 1", [to_db(path)]
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else None
+
+    def first_job_of_item(self, item_id: int) -> str | None:
+        """The job that recorded the item's first file (the one that created it), or None."""
+        row = self.db.execute(
+            "SELECT job_id FROM files WHERE item_id = ? ORDER BY id LIMIT 1", [item_id]).fetchone()
+        return str(row[0]) if row and row[0] is not None else None
 
     # files -------------------------------------------------------------------------------
     def add_file(self, job: Job, item_id: int, present: bool) -> None:

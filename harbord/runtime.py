@@ -84,14 +84,15 @@ def open_runtime(config: Config, *, processes: bool = True) -> Runtime:
     if processes:  # workers start on the first CPU-bound call (the daemon: when a file arrives)
         start_cpu_pool(config, start=False)
     try:
-        from harbord.catalog import Catalog, open_db
+        from harbord.catalog import Catalog
         from harbord.context import Context
+        from harbord.groupdb import open_group_db
         from harbord.integrity import check_catalog
         from harbord.queue import JobQueue
 
         ensure_dirs(config)
         check_catalog(config.db_path, config.paths.library)
-        db = open_db(config.db_path)
+        db = open_group_db(config.db_path)  # the one writer, group commit
         catalog = Catalog(db)
         ctx = Context(config=config, db=db, catalog=catalog)
         queue = JobQueue(db, pipeline.max_attempts, pipeline.retry_base_seconds, pipeline.retry_max_seconds)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from harbord.errors import FileReplacedError, HandlerError, PermanentError, Retr
 from harbord.events import EventSink, make_event
 from harbord.job import Job
 from harbord.queue import Claimed, JobQueue
+from harbord.txn import ready
 
 log = structlog.get_logger("harbord.worker")
 
@@ -80,7 +82,9 @@ class Runner:
     ) -> tuple[str, bool]:
         """Enqueue a settled file (size in bytes, mtime in seconds); emits ``queued`` when new.
 
-        Returns ``(job_id, created)`` as :meth:`JobQueue.enqueue`.
+        Returns ``(job_id, created)`` as :meth:`JobQueue.enqueue`. Raises
+        :class:`harbord.groupdb.DatabaseBusy` while another process holds the write lock (the
+        watcher keeps the file and offers it again).
         """
         job_id, created = self.queue.enqueue(
             path, size, mtime, source=source, watch_root=watch_root, action=action
@@ -109,6 +113,7 @@ class Runner:
 
         async def on_stage(index: int, new: Job) -> None:
             nonlocal finished
+            await ready(self.queue.db)
             if index == last:
                 self.queue.finish(claimed.job_id, "ingested", new, stage=index)
                 finished = True
@@ -124,11 +129,14 @@ class Runner:
                 raise PermanentError(reason, handler="admit", job_id=claimed.job_id, path=job.path)
             job = await run_chain(self.handlers, job, start=claimed.stage, on_stage=on_stage)
         except Skip as skip:
+            await ready(self.queue.db)
             return self._skipped(claimed, skip.job or job, skip)
         except HandlerError as err:
+            await ready(self.queue.db)
             return self._failed(claimed, err)
         except asyncio.CancelledError:
-            self.queue.release(claimed.job_id)
+            with contextlib.suppress(sqlite3.Error):  # else recover() puts it back at start
+                self.queue.release(claimed.job_id)
             log.info("parked", path=job.path, stage=claimed.stage)
             raise
         finally:
@@ -136,6 +144,7 @@ class Runner:
             structlog.contextvars.unbind_contextvars("job_id")
             self.on_change()
         if not finished:  # nothing left to run (resumed after its last stage)
+            await ready(self.queue.db)
             self.queue.finish(claimed.job_id, "ingested", job)
         log.info("ingested", job_id=claimed.job_id, path=job.path, item_id=job.item_id,
                  media_type=job.media_type, title=job.parsed.get("title"), object=job.object_path)
@@ -177,22 +186,27 @@ class Runner:
         """Worker loop: claim and run jobs until ``stop`` is set.
 
         ``only`` restricts to these job ids; with ``drain=True`` the loop returns as soon as no
-        job is claimable (``harbord ingest``) instead of waiting for more.
+        job is claimable (``harbord ingest``) instead of waiting for more. A busy database is
+        waited for (:func:`harbord.groupdb.ready`); any other error outside a job is logged and
+        the loop goes on after a pause, so a worker never ends on an exception.
         """
         while not stop.is_set():
             self.wake.clear()
-            claimed = self.queue.claim(only)
+            try:
+                await ready(self.queue.db)
+                claimed = self.queue.claim(only)
+                due = self.queue.next_due() if claimed is None and not drain else None
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # busy beyond ready(), a damaged page ...: log, pause, go on
+                log.error("worker cannot claim", error=str(err), retry_in_s=IDLE_POLL_SECONDS)
+                await self._pause(stop, IDLE_POLL_SECONDS)
+                continue
             if claimed is None:
                 if drain:
                     return
-                due = self.queue.next_due()
-                timeout = IDLE_POLL_SECONDS if due is None else min(IDLE_POLL_SECONDS, due + 0.05)
-                waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())]
-                try:
-                    await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for waiter in waiters:
-                        waiter.cancel()
+                wait = IDLE_POLL_SECONDS if due is None else min(IDLE_POLL_SECONDS, due + 0.05)
+                await self._pause(stop, wait)
                 continue
             try:
                 await self.run_claimed(claimed)
@@ -201,4 +215,14 @@ class Runner:
             except Exception:  # a bug in the core must not kill the worker
                 log.exception("worker error", job_id=claimed.job_id)
                 with contextlib.suppress(Exception):
+                    await ready(self.queue.db)
                     self.queue.fail(claimed.job_id, "internal error (see log)", retryable=False)
+
+    async def _pause(self, stop: asyncio.Event, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds, or until woken or stopped."""
+        waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
