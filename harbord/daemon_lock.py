@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import IO
 
-from harbord.errors import HarbordError
+from harbord.config import make_folder
+from harbord.errors import ConfigError, HarbordError
 
 LOCK_NAME = "daemon.lock"
 
@@ -22,9 +23,14 @@ LOCK_NAME = "daemon.lock"
 def hold(state: Path) -> IO[bytes]:
     """Take the daemon lock of ``state`` and write this process's pid in it; keep the returned
     file open for as long as the daemon runs. Raises HarbordError naming the other daemon's
-    pid if one holds it, OSError if the file cannot be created."""
-    state.mkdir(parents=True, exist_ok=True)
-    handle = open(state / LOCK_NAME, "a+b")  # noqa: SIM115 - held for the daemon's life
+    pid if one holds it, ConfigError naming ``paths.state`` with the OS's reason if the folder
+    or the file cannot be created (``state = "/proc/harbord"``, a read-only file system)."""
+    make_folder(state, "paths.state")
+    try:
+        handle = open(state / LOCK_NAME, "a+b")  # noqa: SIM115 - held for the daemon's life
+    except OSError as err:
+        raise ConfigError(f"cannot create {state / LOCK_NAME}: {err.strerror or err}",
+                          key="paths.state") from err
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
