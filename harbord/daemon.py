@@ -12,9 +12,12 @@ at their stage on the next start), publish ``stopped``, exit 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import sqlite3
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import sdnotify
@@ -23,7 +26,11 @@ import structlog
 from harbord import daemon_lock
 from harbord.config import Config, WatchConfig
 from harbord.events import EventSink, NullSink
+from harbord.fsio import sweep_temps
+from harbord.groupdb import is_busy
 from harbord.runtime import Runtime, open_runtime
+from harbord.supervise import Supervisor
+from harbord.txn import ready
 from harbord.watcher import Watcher
 from harbord.worker import Runner
 
@@ -40,10 +47,23 @@ def watchdog_interval() -> float | None:
     return int(usec) / 1e6 / 2
 
 
-async def _watchdog(notifier: sdnotify.SystemdNotifier, interval: float) -> None:
-    """Ping systemd from the event loop: a blocked loop misses pings and gets restarted."""
+RECHECK_SECONDS = 30.0
+"""How often the daemon looks again at jobs other processes left ``running``: a ``harbord
+ingest`` killed meanwhile, or a killed daemon that was still a zombie (dead but not reaped,
+0.3-1 s under systemd) when this one started."""
+
+
+async def _watchdog(notifier: sdnotify.SystemdNotifier, interval: float, healthy: Callable[[], bool]) -> None:
+    """Ping systemd from the event loop while ``healthy()``: a blocked loop misses pings, and
+    so does a daemon whose supervised task is dead; systemd then restarts it."""
+    quiet = False
     while True:
-        notifier.notify("WATCHDOG=1")
+        if healthy():
+            notifier.notify("WATCHDOG=1")
+            quiet = False
+        elif not quiet:
+            log.error("a supervised task is down; the systemd watchdog ping stops")
+            quiet = True
         await asyncio.sleep(interval)
 
 
@@ -53,6 +73,8 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.stop_event = asyncio.Event()
+        self.supervisor = Supervisor()
+        self.exit_code = 0
         self.lock = daemon_lock.hold(config.paths.state)  # one daemon per state folder
         self.rt: Runtime = open_runtime(config)
         self.sink: EventSink = NullSink()
@@ -84,17 +106,62 @@ class Daemon:
     def _seen(self, path: str, size: int, mtime: float) -> bool:
         return self.rt.catalog.file_seen(path, size, mtime) or self.rt.queue.known(path, size, mtime)
 
-    def _submit(self, path: str, size: int, mtime: float, watch: WatchConfig) -> None:
-        self.runner.submit(path, size, mtime, source=watch.kind, watch_root=str(watch.path),
-                           action=watch.action)
+    def _submit(self, path: str, size: int, mtime: float, watch: WatchConfig) -> bool:
+        """Queue a settled file; False while the database is busy (the watcher offers it again)."""
+        try:
+            self.runner.submit(path, size, mtime, source=watch.kind, watch_root=str(watch.path),
+                               action=watch.action)
+        except sqlite3.OperationalError as err:
+            if not is_busy(err):
+                raise
+            log.warning("database busy; file queued later", path=path)
+            return False
+        return True
+
+    def healthy(self) -> bool:
+        """All supervised tasks run and the database commits (for the watchdog)."""
+        db = self.rt.ctx.db
+        return self.supervisor.healthy() and getattr(db, "broken", None) is None
+
+    async def _recheck(self) -> None:
+        """Every :data:`RECHECK_SECONDS`: put back jobs that processes now gone left running."""
+        while not self.stop_event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), RECHECK_SECONDS)
+            if self.stop_event.is_set():
+                return
+            await ready(self.rt.ctx.db)
+            if count := self.rt.queue.recheck():
+                log.info("jobs of processes that are gone put back", count=count)
+                self.runner.wake.set()
+
+    async def _watch_broken(self) -> None:
+        """Stop the daemon (exit 1) once a COMMIT failed: what the workers believe is no longer
+        what the job table holds; a restart resumes every job from what was committed."""
+        db = self.rt.ctx.db
+        while not self.stop_event.is_set():
+            if getattr(db, "broken", None) is not None:
+                log.error("database commit failed; stopping so a restart resumes from the catalog",
+                          error=str(getattr(db, "broken", "")))
+                self.exit_code = 1
+                self.stop_event.set()
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), 1.0)
 
     async def run(self) -> int:
-        """Run until SIGTERM/SIGINT (or :attr:`stop_event`); returns the exit code (0)."""
+        """Run until SIGTERM/SIGINT (or :attr:`stop_event`); returns the exit code (0; 1 after
+        a failed database commit). At start: jobs of dead processes go back to pending, and
+        temp files dead writers left in the library are removed (:func:`harbord.fsio.sweep_temps`)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
         loop.add_signal_handler(signal.SIGUSR1, self.runner.wake.set)  # `harbord ingest` queued jobs
         recovered = self.rt.queue.recover()
+        swept = sweep_temps(self.config.paths.library / "objects")
+        if swept:
+            log.info("temp files of dead writers removed", count=len(swept),
+                     bytes=sum(p.stat().st_size for p in swept if p.exists()))
         notifier = sdnotify.SystemdNotifier()
         tasks: list[asyncio.Task[Any]] = []
         try:
@@ -102,10 +169,14 @@ class Daemon:
                 await self.publisher.start()
             await self.watcher.start()
             for index in range(self.config.pipeline.workers):
-                tasks.append(asyncio.create_task(self.runner.work(self.stop_event), name=f"worker-{index}"))
+                tasks.append(self.supervisor.start(
+                    f"worker-{index}", lambda: self.runner.work(self.stop_event)))
+            tasks.append(self.supervisor.start("recheck", self._recheck))
+            tasks.append(asyncio.create_task(self._watch_broken(), name="commit-watch"))
             interval = watchdog_interval()
             if interval:
-                tasks.append(asyncio.create_task(_watchdog(notifier, interval), name="watchdog"))
+                tasks.append(asyncio.create_task(_watchdog(notifier, interval, self.healthy),
+                                                 name="watchdog"))
             inbox = ", ".join(str(w.path) for w in self.config.watches())
             library = self.config.paths.library
             print(f"harbord: watching {inbox}; library {library}", file=sys.stderr, flush=True)
@@ -124,7 +195,7 @@ class Daemon:
             await self.rt.aclose()
             log.info("stopped")
             self.lock.close()
-        return 0
+        return self.exit_code
 
     async def _stop_workers(self, tasks: list[asyncio.Task[Any]]) -> None:
         self.stop_event.set()

@@ -49,6 +49,7 @@ Frigate.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import re
@@ -64,6 +65,7 @@ import structlog
 import harbord
 from harbord.config import MqttConfig
 from harbord.events import EventSink, NullSink
+from harbord.txn import ready
 
 log = structlog.get_logger("harbord.mqtt")
 
@@ -179,13 +181,17 @@ class OutboxSink:
     def __init__(self, cfg: MqttConfig, db: sqlite_utils.Database) -> None:
         self.db = db
         self.topic = f"{cfg.base_topic}/events"
+        self.unsaved: collections.deque[tuple[str, float]] = collections.deque(maxlen=MAX_OUTBOX_ROWS)
+        """Events (payload, time) not written yet because the database was busy; written, in
+        order, before the next event."""
 
     def emit(self, event: dict[str, Any]) -> None:
         """INSERT ``event`` as JSON into the outbox (topic ``<base>/events``, QoS 1, not retained).
 
-        Never raises for database trouble: a failed write (disk full, database locked for
-        longer than the 10 s busy timeout) is logged and the event is dropped, because event
-        delivery must not fail ingestion.
+        Never raises for database trouble, because event delivery must not fail ingestion: an
+        event that meets a busy database is kept in memory (:attr:`unsaved`) and written, in
+        order, with the next event or :meth:`save_pending`; any other failure (disk full, a
+        damaged page) is logged and the event dropped.
         """
         payload = json.dumps(event, default=str, ensure_ascii=False, separators=(",", ":"))
         if not payload.isascii():
@@ -193,16 +199,27 @@ class OutboxSink:
                 payload.encode("utf-8")
             except UnicodeEncodeError:  # a path that is not UTF-8: keep it, JSON-escaped
                 payload = json.dumps(event, default=str, separators=(",", ":"))
-        try:
-            cur = self.db.execute(
-                "INSERT INTO outbox(topic, payload, qos, retain, created_at) VALUES (?, ?, 1, 0, ?)",
-                [self.topic, payload, time.time()],
-            )
-            row_id = cur.lastrowid or 0
-            if row_id % TRIM_EVERY == 0:
-                trim_outbox(self.db, row_id)
-        except sqlite3.Error as err:
-            log.error("mqtt.outbox_write_failed", error=str(err), event_type=event.get("type"))
+        self.unsaved.append((payload, time.time()))
+        self.save_pending()
+
+    def save_pending(self) -> bool:
+        """Write the events kept while the database was busy; True if none is left."""
+        while self.unsaved:
+            payload, created = self.unsaved[0]
+            try:
+                cur = self.db.execute(
+                    "INSERT INTO outbox(topic, payload, qos, retain, created_at) VALUES (?, ?, 1, 0, ?)",
+                    [self.topic, payload, created],
+                )
+                row_id = cur.lastrowid or 0
+                if row_id % TRIM_EVERY == 0:
+                    trim_outbox(self.db, row_id)
+            except sqlite3.Error as err:
+                if "locked" in str(err).lower() or "busy" in str(err).lower():
+                    return False  # kept; written with the next event or the next drain
+                log.error("mqtt.outbox_write_failed", error=str(err))
+            self.unsaved.popleft()
+        return True
 
 
 def trim_outbox(db: sqlite_utils.Database, newest_id: int | None = None) -> int:
@@ -272,7 +289,11 @@ class Publisher:
         thread. Database errors are logged, not raised (see :meth:`OutboxSink.emit`).
         """
         self._outbox.emit(event)
-        self._wake.set()
+        after = getattr(self.db, "after_commit", None)  # publish what is committed only
+        if after is not None:
+            after(self._wake.set)
+        else:
+            self._wake.set()
 
     def state_changed(self) -> None:
         """Schedule a publish of the retained ``<base>/state`` snapshot.
@@ -433,6 +454,9 @@ class Publisher:
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         """Publish outbox rows in id order; delete each after its PUBACK (QoS 1)."""
+        if self._outbox.unsaved:
+            await ready(self.db)
+            self._outbox.save_pending()
         while True:
             rows = self.db.execute(
                 "SELECT id, topic, payload, qos, retain FROM outbox ORDER BY id LIMIT ?", [BATCH_ROWS]
@@ -446,6 +470,7 @@ class Publisher:
                     return
                 await client.publish(topic, payload, qos=int(qos), retain=bool(retain),
                                      timeout=PUBLISH_TIMEOUT)
+                await ready(self.db)
                 self.db.execute("DELETE FROM outbox WHERE id = ?", [row_id])
 
     async def _publish_discovery(self, client: aiomqtt.Client) -> None:

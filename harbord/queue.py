@@ -201,6 +201,23 @@ class JobQueue:
                 )
         return len(orphans)
 
+    def recheck(self) -> int:
+        """While running: jobs other processes left ``running`` and that are gone now (killed,
+        a zombie) go back to ``pending``; this process's own are left alone. Returns how many."""
+        with self.db.atomic():
+            rows = self.db.execute(
+                "SELECT id, owner FROM jobs WHERE state = 'running' AND owner IS NOT ?", [self.owner]
+            ).fetchall()
+            orphans = [job_id for job_id, owner in rows if not process_alive(owner)]
+            for start in range(0, len(orphans), 500):
+                chunk = orphans[start:start + 500]
+                self.db.execute(
+                    f"UPDATE jobs SET state = 'pending', owner = NULL, updated_at = ? "
+                    f"WHERE id IN ({', '.join('?' for _ in chunk)}) AND state = 'running'",
+                    [time.time(), *chunk],
+                )
+        return len(orphans)
+
     def running_elsewhere(self, rows: Sequence[dict[str, Any]]) -> bool:
         """True if any of these job rows is ``running`` in another live process."""
         return any(row["state"] == "running" and process_alive(row.get("owner")) for row in rows)
