@@ -5,11 +5,12 @@ The core knows handlers only through this protocol and the registry ``handlers.B
 
 from __future__ import annotations
 
+import sqlite3
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar, Protocol, runtime_checkable
 
-from harbord.errors import HandlerError, PermanentError, Skip
+from harbord.errors import HandlerError, PermanentError, RetryableError, Skip
 from harbord.job import Job
 
 
@@ -35,8 +36,10 @@ async def run_stage(handler: Handler, job: Job) -> Job:
     """Run one handler, normalising what it raises.
 
     Returns the handler's Job. Raises HandlerError subclasses with ``handler``, ``job_id`` and
-    ``path`` filled in; Skip passes through untouched; any other exception becomes a
-    PermanentError whose message carries the exception and its last traceback line.
+    ``path`` filled in; Skip passes through untouched; SQLite's "database is locked/busy" (a
+    step's own connection waiting out its busy timeout behind another process) becomes a
+    RetryableError; any other exception becomes a PermanentError whose message carries the
+    exception and its last traceback line.
     """
     try:
         return await handler.handle(job)
@@ -47,6 +50,10 @@ async def run_stage(handler: Handler, job: Job) -> Job:
         raise
     except Skip:
         raise
+    except sqlite3.OperationalError as err:
+        text = str(err).lower()
+        cls = RetryableError if "locked" in text or "busy" in text else PermanentError
+        raise cls(f"database: {err}", handler=handler.name, job_id=job.id, path=job.path) from err
     except Exception as err:  # the worker must live on; keep the traceback in the message
         tb = traceback.format_exc(limit=-1).strip().splitlines()[-1]
         raise PermanentError(

@@ -200,6 +200,30 @@ class GroupDatabase(Database):
         super().close()
 
 
+class ImmediateDatabase(Database):
+    """A sqlite-utils Database whose ``atomic()`` starts with ``BEGIN IMMEDIATE``: for a
+    connection besides the daemon's writer (the vector store's, used from threads), so a
+    transaction that reads and then writes never has to upgrade its read (SQLite answers such
+    an upgrade with ``SQLITE_BUSY_SNAPSHOT`` at once, without waiting, when another connection
+    committed in between: the spurious "database is locked" at ``index``)."""
+
+    @contextlib.contextmanager
+    def atomic(self) -> Generator[Database, None, None]:
+        """A transaction taking the write lock up front (a savepoint if one is open)."""
+        if self.conn.in_transaction:
+            with super().atomic() as db:
+                yield db
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+
 def open_group_db(path: Any) -> GroupDatabase:
     """:func:`harbord.catalog.open_db` (create, migrate, WAL), as a :class:`GroupDatabase`."""
     from harbord.catalog import open_db

@@ -42,6 +42,7 @@ from sqlite_utils import Database
 from harbord.ann import AnnIndex, AnnParams, IndexInvalid, write_atomic
 from harbord.catalog import open_db
 from harbord.errors import HarbordError
+from harbord.groupdb import ImmediateDatabase
 
 log = structlog.get_logger(__name__)
 
@@ -225,7 +226,7 @@ class VectorSpace:
         self.directory = directory
         self.space = space
         self.params = params
-        self.db = open_db(db_path)
+        self.db = ImmediateDatabase(open_db(db_path).conn)  # no read-to-write upgrades
         self._lock = threading.RLock()
         self._lock_file = _take_writer_lock(directory)
         try:
