@@ -55,7 +55,8 @@ def os_error(err: OSError, doing: str = "cannot read", missing: str = "file disa
     """Translate an OSError into the error the chain understands (for ``raise ... from err``).
 
     Missing file -> PermanentError(``missing``); permission -> PermanentError("<doing>:
-    permission denied"); ENOSPC/EDQUOT -> RetryableError("disk full ..."); EAGAIN, EBUSY and the
+    permission denied"); ENOSPC/EDQUOT -> RetryableError("disk full ..."); EFBIG ->
+    PermanentError("... file too large ..."); EAGAIN, EBUSY and the
     other :data:`TRANSIENT` errnos -> RetryableError; anything else -> PermanentError with the
     system's strerror.
     """
@@ -68,6 +69,8 @@ def os_error(err: OSError, doing: str = "cannot read", missing: str = "file disa
         return PermanentError("not a regular file (a directory)")
     if err.errno in DISK_FULL:
         return RetryableError(f"disk full: {reason}")
+    if err.errno == errno.EFBIG:  # RLIMIT_FSIZE, or past the file system's largest file
+        return PermanentError(f"{doing}: file too large for the file system or the process limit")
     if err.errno in TRANSIENT:
         return RetryableError(f"{doing}: {reason} (transient)")
     return PermanentError(f"{doing}: {reason}")
