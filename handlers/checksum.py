@@ -18,7 +18,7 @@ from blake3 import blake3
 
 from harbord import offload
 from harbord.errors import HandlerError, PermanentError, RetryableError
-from harbord.fsio import Refused, open_source, real_roots
+from harbord.fsio import Refused, job_roots, open_source
 from harbord.job import Job
 
 if TYPE_CHECKING:  # annotations only: keeps pydantic/sqlite-utils/numpy out of the CPU pool's workers
@@ -126,12 +126,6 @@ def hash_file(path: str, roots: Sequence[str] = ()) -> dict[str, Any]:
     }
 
 
-def job_roots(job: Job) -> list[str]:
-    """The resolved folders ``job``'s file and sidecars must lie in: its watched folder, else
-    (``harbord ingest FILE``) the file's own folder."""
-    return real_roots([job.watch_root or os.path.dirname(os.path.abspath(job.path))])
-
-
 def unchanged(job: Job, size: int, mtime_ns: int) -> bool:
     """True if ``size`` (bytes) and ``mtime_ns`` match what settle recorded in the job.
 
@@ -162,7 +156,7 @@ class Checksum:
         """Hash ``job.path``; see the class docstring."""
         try:
             facts = await offload.small_io(job.size, hash_file, job.path,
-                                           job_roots(job) if job.watch_root else [])
+                                           job_roots(job.watch_root, job.path) if job.watch_root else [])
         except OSError as err:
             raise os_error(err) from err
         except Refused as err:

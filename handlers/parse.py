@@ -19,6 +19,7 @@ from handlers.sidecar_store import keep_sidecars, remove_sources
 from handlers.sidecars import ART_EXTS, inspect_folder, sidecar_key, stem_candidates
 from harbord import offload
 from harbord.errors import PermanentError, Skip
+from harbord.fsio import job_roots
 from harbord.job import Job
 from harbord.txn import flush, ready
 
@@ -95,7 +96,7 @@ class Parse:
         """Identify ``job.path``; see the class docstring."""
         path = Path(job.path)
         photos = job.source == "photos"  # there a picture is a photo, never a video's cover
-        seen = await offload.io(inspect_folder, path, not photos)
+        seen = await offload.io(inspect_folder, path, not photos, job_roots(job.watch_root, job.path))
         kept_by = self.catalog.sidecar_item(job.path) if self.catalog is not None else None
         if kept_by is not None:  # moved with its media file, or a folder's poster.jpg left behind
             raise Skip("ignored", f"kept as a sidecar of item {kept_by}", job)
@@ -151,7 +152,7 @@ class Parse:
             return
         key = sidecar_key(path.name, kind, Path(owner_path).stem)
         kept, warnings = await offload.io(keep_sidecars, {key: job.path}, item["object"]["path"],
-                                          owner_path, job.action)
+                                          owner_path, job.action, job_roots(job.watch_root, job.path))
         if not kept:
             raise Skip("ignored", f"sidecar of item {item['id']}, not kept: {'; '.join(warnings)}", job)
         await ready(self.catalog.db)

@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
-from handlers.checksum import hash_fd, job_roots, os_error, unchanged
+from handlers.checksum import hash_fd, os_error, unchanged
 from handlers.media_kinds import ext_of
 from handlers.placement import PLANS, fsync_dir, make_file, ways_for
 from handlers.sidecar_store import Kept, keep_sidecars, remove_sources
 from harbord import offload
 from harbord.errors import FileReplacedError, PermanentError, Skip
-from harbord.fsio import Refused, Source, open_source
+from harbord.fsio import Refused, Source, job_roots, open_source
 from harbord.job import Job
 from harbord.txn import flush, ready
 
@@ -221,7 +221,7 @@ class Store:
         known = self.catalog.get_object(job.file_hash) if job.file_hash else None
         final = self.object_path(job, known)
         assert job.file_hash  # checked by object_path
-        roots = job_roots(job)
+        roots = job_roots(job.watch_root, job.path)
         try:
             # inline for a small file unless it is copied (a copy is fsynced: ~3 ms of waiting)
             size = 0 if job.action == "copy" or _links(job.path) > 1 else job.size

@@ -61,6 +61,12 @@ def real_roots(roots: Iterable[str | os.PathLike[str]]) -> list[str]:
     return [os.path.realpath(os.fspath(r)) for r in roots]
 
 
+def job_roots(watch_root: str | None, path: str) -> list[str]:
+    """The resolved folders a job's file and its sidecars must lie in: its watched folder
+    ``watch_root``, else (``harbord ingest FILE``) the file's own folder."""
+    return real_roots([watch_root or os.path.dirname(os.path.abspath(path))])
+
+
 def open_source(path: str, roots: Sequence[str]) -> Source:
     """Open ``path`` read-only if it resolves to a regular file inside one of ``roots``
     (already resolved: :func:`real_roots`; empty = no containment check).

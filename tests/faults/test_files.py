@@ -142,3 +142,17 @@ def test_a_symlink_loop_skips_only_that_entry(tmp_path: Path) -> None:
 def test_dataclass_job_keeps_file_id_through_json() -> None:
     job = dataclasses.replace(Job(id="x", path="/p"), file_id=[1, 2])
     assert Job.from_json(job.to_json()).file_id == [1, 2]
+
+
+def test_a_symlinked_sidecar_inside_the_watched_folder_is_kept(tmp_path: Path) -> None:
+    d = DaemonProc(tmp_path / "h")
+    (d.inbox / "subs").mkdir(parents=True)
+    make_mp4(d.inbox / "Film.mp4", seed=71)
+    real = d.inbox / "subs" / "film-english.txt"  # not a sidecar name of its own
+    real.write_text("1\n00:00:00,000 --> 00:00:01,000\nHi\n")
+    (d.inbox / "Film.en.srt").symlink_to(real)
+    out = d.cli("ingest", "--json", str(d.inbox / "Film.mp4"))
+    assert "ingested" in out.stdout, out.stdout
+    item = json.loads(d.cli("show", "--json", "1").stdout)
+    kept = Path(item["sidecars"]["subtitles:en"])
+    assert kept.read_text() == real.read_text() and not kept.is_symlink()
