@@ -81,7 +81,8 @@ def write_temp(src: Source, tmp: Path, way: str) -> bool:
             if err.errno in NO_LINK or err.errno == errno.ENOENT:  # ENOENT: no /proc
                 return False
             raise
-        if (os.stat(tmp).st_ino, os.stat(tmp).st_dev) != (src.st.st_ino, src.st.st_dev):
+        made = os.stat(tmp)
+        if (made.st_ino, made.st_dev) != (src.st.st_ino, src.st.st_dev):
             raise RetryableError("the file was replaced while it was linked into the library")
         return True
     can_clone = src.st.st_dev not in _no_clone_devices
@@ -121,9 +122,22 @@ def make_file(src: Source, final: Path, ways: tuple[str, ...], *, durable: bool 
     name lost in a crash is made again, and the fsync costs ~3 ms of waiting here). Returns the
     way used (``link``, ``clone`` or ``copy``). Raises OSError (disk full ...), RetryableError
     if the source changed while copied, PermanentError if no way works."""
-    if not final.parent.is_dir():
+    if not os.path.isdir(final.parent):
         final.parent.mkdir(parents=True, exist_ok=True)
         fsync_dir(final.parent.parent)
+    if ways[0] == "link":  # a hardlink appears whole: made under its final name at once
+        try:
+            link_fd(src.fd, final)
+        except FileExistsError:
+            pass  # made meanwhile (a duplicate in flight): replaced through a temp name below
+        except OSError as err:
+            if err.errno not in NO_LINK and err.errno != errno.ENOENT:
+                raise
+            ways = ways[1:]
+        else:
+            if durable:
+                fsync_dir(final.parent)
+            return "link"
     tmp = temp_name(final)
     try:
         for way in ways:
@@ -135,4 +149,4 @@ def make_file(src: Source, final: Path, ways: tuple[str, ...], *, durable: bool 
             tmp.unlink(missing_ok=True)
     finally:
         tmp.unlink(missing_ok=True)
-    raise PermanentError(f"no way to store {final.name} ({', '.join(ways)})")
+    raise PermanentError(f"no way to store {final.name} ({', '.join(ways) or 'link'})")

@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import stat
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,8 +64,21 @@ def real_roots(roots: Iterable[str | os.PathLike[str]]) -> list[str]:
 
 def job_roots(watch_root: str | None, path: str) -> list[str]:
     """The resolved folders a job's file and its sidecars must lie in: its watched folder
-    ``watch_root``, else (``harbord ingest FILE``) the file's own folder."""
-    return real_roots([watch_root or os.path.dirname(os.path.abspath(path))])
+    ``watch_root``, else (``harbord ingest FILE``) the file's own folder. A watched folder's
+    resolution is cached for :data:`ROOT_CACHE_SECONDS` (realpath costs an lstat per path
+    component, twice per job)."""
+    if not watch_root:
+        return real_roots([os.path.dirname(os.path.abspath(path))])
+    now = time.monotonic()
+    hit = _root_cache.get(watch_root)
+    if hit is None or now - hit[0] > ROOT_CACHE_SECONDS:
+        hit = (now, real_roots([watch_root]))
+        _root_cache[watch_root] = hit
+    return hit[1]
+
+
+ROOT_CACHE_SECONDS = 5.0
+_root_cache: dict[str, tuple[float, list[str]]] = {}
 
 
 def open_source(path: str, roots: Sequence[str]) -> Source:
@@ -75,8 +89,14 @@ def open_source(path: str, roots: Sequence[str]) -> Source:
     permission denied, ``ELOOP`` for a symlink loop ...).
     """
     if roots:
-        pre = os.path.realpath(path)
-        if not _inside(pre, roots):
+        # A symlink is resolved and checked before it is opened (opening a device or FIFO
+        # outside could have effects); any other name is checked on the opened file below.
+        try:
+            plain = stat.S_ISREG(os.lstat(path).st_mode)
+        except OSError:
+            plain = False
+        pre = os.path.abspath(path) if plain else os.path.realpath(path)
+        if not plain and not _inside(pre, roots):
             raise Refused(f"resolves outside the watched folders (to {pre})")
     fd = os.open(path, OPEN_FLAGS)
     try:
