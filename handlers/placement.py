@@ -124,8 +124,11 @@ def make_file(src: Source, final: Path, ways: tuple[str, ...], *, durable: bool 
     if the source changed while copied, PermanentError if no way works."""
     if not os.path.isdir(final.parent):
         final.parent.mkdir(parents=True, exist_ok=True)
-        fsync_dir(final.parent.parent)
-    if ways[0] == "link":  # a hardlink appears whole: made under its final name at once
+        if durable:
+            fsync_dir(final.parent.parent)
+    if src.st.st_dev in _no_clone_devices:
+        ways = tuple(way for way in ways if way != "clone")
+    if ways and ways[0] == "link":  # a hardlink appears whole: made under its final name at once
         try:
             link_fd(src.fd, final)
         except FileExistsError:
