@@ -1,158 +1,148 @@
-"""Ingest throughput of `harbord ingest` against a `b3sum` + `cp` baseline measured in the same run.
+"""Ingest throughput of `harbord ingest` as ratios against baselines measured in the same run.
 
 Generates real media (an h264/aac mp4 of ~5 MB and a rawvideo mkv of ~1 GB, made with ffmpeg),
-derives distinct files from them (unique trailing bytes, so every file is its own object),
-then times, on the same warm page cache:
+derives distinct files from them (unique trailing bytes, so every file is its own object), and
+times, on the same warm page cache, interleaved in ``--repeat`` rounds (a ratio is the median
+of its rounds' ratios; every harbord figure is a whole ``harbord ingest`` process, start-up
+included, into a fresh state/library; the short chain is parse + probe + checksum + store):
 
-- baseline: ``b3sum`` over the files + ``cp`` of the files into a fresh folder,
-- harbord: ``harbord ingest`` (parse, probe, checksum, store, SQLite catalog; whole process
-  including start-up) into a fresh state/library, once with the default ``--action keep``
-  (the object is a hardlink: what a library on the same filesystem costs) and once with
-  ``--action copy`` (a real copy, fsync'd before rename, which ``cp`` does not do),
+- large and small: ``--action keep`` (on ext4 a hardlink) against ``b3sum`` + ``ln``; ``--action
+  copy`` (fsync'd before rename) against ``b3sum`` + ``cp`` + ``sync`` of each copy and the
+  folder. Targets: >= 0.8x each.
+- small: the short chain against the libraries' floor on the same files: guessit on every name
+  and MediaInfo on every file in a plain ``multiprocessing.Pool(2)``, then ``b3sum``
+  (:data:`common.LIBS_FLOOR`). Target: >= 0.8x. The default chain (embed and index included) is
+  reported against the same floor.
+- engine: ``--tiny`` files of 64 bytes through a ``checksum + store`` chain (``[pipeline]
+  handlers``, as for every partial chain here) against a plain Python loop that hashes
+  (blake3), hardlinks and inserts one SQLite row per file, one transaction per file, WAL,
+  ``synchronous=NORMAL`` (:data:`common.ENGINE_FLOOR`). Target: >= 0.5x.
 
-and prints files/s, GB/s and the ratio harbord/baseline for the small and the large set. The
-targets are checked on the default action. For the small set it also times the chain split in
-two, ``parse + probe`` only (guessit and MediaInfo, in the CPU process pool) and ``checksum +
-store`` only (BLAKE3 and the object store, in the main process), each a whole ``harbord ingest``
-with start-up: what each half costs on its own.
-Targets (issue "The ingest daemon, end to end"): ratio >= 0.8 on large files, >= 100 small
-files/s. Usage: ``python bench/ingest.py [--small 200 --small-mb 5 --large 5 --large-gb 1]``.
+``--split`` also times the small set's chain in two: ``parse + probe`` (against the libraries'
+floor) and ``checksum + store`` (against ``b3sum`` + ``ln``), reported.
+Prints each ratio with PASS/FAIL and a Markdown table; exit 0 when every target is met.
+Usage: ``python bench/ingest.py [--small 200 --small-mb 5 --large 5 --large-gb 1 --tiny 1000
+--repeat 3 --split --no-large]``. Needs ``b3sum`` (Debian package; ``./dev bench`` installs it).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tests.media import make_large_raw_mkv, make_mp4  # noqa: E402
+from common import (
+    ENGINE_FLOOR,
+    LIBS_FLOOR,
+    Section,
+    Target,
+    b3sum_cp_sync,
+    b3sum_ln,
+    derive,
+    harbord_ingest,
+    need,
+    python_script,
+    report,
+    tiny_files,
+    warm,
+)
 
-
-def derive(template: Path, folder: Path, count: int, stem: str) -> list[Path]:
-    """``count`` distinct copies of ``template`` (unique 64-byte tails) in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    data = template.read_bytes() if template.stat().st_size < 64 << 20 else None
-    out = []
-    for i in range(count):
-        path = folder / f"{stem}.{i:04d}{template.suffix}"
-        if data is not None:
-            path.write_bytes(data + f"{i:064d}".encode())
-        else:
-            shutil.copyfile(template, path)
-            with open(path, "ab") as fh:
-                fh.write(f"{i:064d}".encode())
-        out.append(path)
-    return out
+from tests.media import make_large_raw_mkv, make_mp4
 
 
-def baseline(files: list[Path], dest: Path) -> float:
-    """Seconds for ``b3sum`` over the files, then ``cp`` into ``dest`` (batched invocations)."""
-    dest.mkdir(parents=True)
-    start = time.perf_counter()
-    for i in range(0, len(files), 100):
-        chunk = [str(p) for p in files[i:i + 100]]
-        subprocess.run(["b3sum", *chunk], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(["cp", *chunk, str(dest)], check=True)
-    return time.perf_counter() - start
-
-
-CHAIN = ("parse", "probe", "checksum", "store")
-
-
-def harbord(files_dir: Path, work: Path, action: str = "copy",
-            chain: tuple[str, ...] = CHAIN) -> tuple[float, dict[str, object]]:
-    """Seconds for ``harbord ingest --action ACTION`` of a folder into a fresh state/library,
-    with the handler chain ``chain``."""
-    work.mkdir(parents=True, exist_ok=True)
-    config = work / "harbord.toml"
-    config.write_text(
-        f'[paths]\nstate = "{work / "state"}"\nlibrary = "{work / "library"}"\n'
-        f'[[watch]]\npath = "{work / "inbox"}"\n'
-        f'[pipeline]\nhandlers = {json.dumps(list(chain))}\n[mqtt]\nenabled = false\n'
-    )
-    start = time.perf_counter()
-    run = subprocess.run(
-        [sys.executable, "-m", "harbord", "--config", str(config), "ingest", "--action", action,
-         "--json", str(files_dir)], capture_output=True, text=True,
-    )
-    elapsed = time.perf_counter() - start
-    if run.returncode != 0:
-        raise SystemExit(f"harbord ingest failed:\n{run.stderr[-2000:]}\n{run.stdout[-2000:]}")
-    return elapsed, json.loads(run.stdout)
-
-
-def line(name: str, count: int, total: int, seconds: float, base_s: float | None = None) -> None:
-    """Print one timing row (and its throughput ratio against the baseline)."""
-    ratio = f"  ratio {base_s / seconds:5.2f}" if base_s else ""
-    print(f"  {name:34s}: {seconds:7.2f} s {count / seconds:8.1f} files/s "
-          f"{total / seconds / 1e9:6.2f} GB/s{ratio}")
+def link_and_copy(section: Section, src: Path, files: list[Path], out: Path,
+                  targets: list[Target]) -> None:
+    """keep vs b3sum + ln and copy vs b3sum + cp + sync, each >= 0.8x."""
+    ln = section.add("b3sum + ln", lambda: b3sum_ln(files, out / "ln"), out / "ln")
+    keep = section.add("keep", lambda: harbord_ingest(src, out / "keep", "keep"), out / "keep")
+    cp = section.add("b3sum + cp + sync", lambda: b3sum_cp_sync(files, out / "cp"), out / "cp")
+    copy = section.add("copy", lambda: harbord_ingest(src, out / "copy", "copy"), out / "copy")
+    targets += [Target(section.name, keep, ln, 0.8), Target(section.name, copy, cp, 0.8)]
 
 
 def main() -> int:
-    """Run the benchmark; exit 0 when both targets are met, 1 otherwise."""
+    """Run the benchmark; exit 0 when every target is met, 1 otherwise."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--small-mb", type=float, default=5.0)
     parser.add_argument("--large", type=int, default=5)
     parser.add_argument("--large-gb", type=float, default=1.0)
+    parser.add_argument("--tiny", type=int, default=1000, help="64-byte files for the engine figure")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each contender (median)")
+    parser.add_argument("--split", action="store_true", help="also time the small chain in two")
+    parser.add_argument("--no-large", action="store_true", help="skip the large set")
+    parser.add_argument("--no-default-chain", action="store_true", help="skip the default chain")
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: a temp dir)")
     args = parser.parse_args()
-    if not shutil.which("b3sum"):
-        raise SystemExit("b3sum not found (Debian package b3sum; ./dev bench installs it)")
+    need("b3sum", "b3sum")
     scratch = Path(tempfile.mkdtemp(prefix="harbord-bench-", dir=args.dir))
+    sections: list[Section] = []
+    targets: list[Target] = []
     try:
         tpl = scratch / "tpl"
         tpl.mkdir()
+
+        # small: 5 MB episodes
         seconds = max(1.0, args.small_mb * 8 / 6.0)  # ~6 Mbit/s at 1280x720
         small_tpl = make_mp4(tpl / "small.mp4", seconds=seconds, size="1280x720", seed=1)
-        large_tpl = make_large_raw_mkv(tpl / "large.mkv", int(args.large_gb * 1e9), seed=2)
-        results = {}
-        for label, template, count, stem in (
-            ("small", small_tpl, args.small, "Show.Name.S01E01.720p.WEB-DL"),
-            ("large", large_tpl, args.large, "Movie.Title.2010.2160p.REMUX"),
-        ):
-            files = derive(template, scratch / label / "in", count, stem)
-            for path in files:  # warm the page cache for both sides alike
-                with open(path, "rb") as fh:
-                    while fh.read(16 << 20):
-                        pass
-            total = sum(p.stat().st_size for p in files)
-            print(f"{label}: {len(files)} files, {total / 1e9:.2f} GB")
-            base_s = baseline(files, scratch / label / "cp")
-            shutil.rmtree(scratch / label / "cp")
-            line("baseline b3sum + cp", len(files), total, base_s)
-            runs = {}
-            for action in ("keep", "copy"):
-                ours_s, out = harbord(scratch / label / "in", scratch / label / action, action)
-                bad = [p for p, r in out.items() if r["state"] != "done"]
-                assert not bad, f"not ingested: {bad[:3]}"
-                shutil.rmtree(scratch / label / action)
-                what = "hardlink" if action == "keep" else "copy + fsync"
-                line(f"harbord ingest --action {action} ({what})", len(files), total, ours_s, base_s)
-                runs[action] = ours_s
-            if label == "small":  # where the time goes: the chain split in two
-                for part in (("parse", "probe"), ("checksum", "store")):
-                    part_s, _ = harbord(scratch / label / "in", scratch / label / "part", "keep", part)
-                    shutil.rmtree(scratch / label / "part")
-                    line(f"  only {' + '.join(part)}", len(files), total, part_s, base_s)
-                    runs["+".join(part)] = part_s
-            results[label] = (base_s / runs["keep"], len(files) / runs["keep"])
-            shutil.rmtree(scratch / label)
-        ok_large = results["large"][0] >= 0.8
-        ok_small = results["small"][1] >= 100
-        print(f"targets: large ratio >= 0.8: {'PASS' if ok_large else 'FAIL'} ({results['large'][0]:.2f}); "
-              f"small >= 100 files/s: {'PASS' if ok_small else 'FAIL'} ({results['small'][1]:.1f})")
-        return 0 if ok_large and ok_small else 1
+        src = scratch / "small" / "in"
+        files = derive(small_tpl, src, args.small, "Show.Name.S01E01.720p.WEB-DL")
+        small = Section("small", len(files), sum(p.stat().st_size for p in files))
+        out = scratch / "small" / "out"
+        link_and_copy(small, src, files, out, targets)
+        floor = small.add("guessit + MediaInfo Pool(2) + b3sum", lambda: python_script(LIBS_FLOOR, str(src)))
+        keep = small.contenders[1]
+        targets.append(Target("small", keep, floor, 0.8))
+        if not args.no_default_chain:
+            full = small.add("keep, default chain", lambda: harbord_ingest(
+                src, out / "full", "keep", None, strict=False), out / "full")
+            targets.append(Target("small", full, floor, None))
+        if args.split:
+            ln = small.contenders[0]
+            for part, against in ((("parse", "probe"), floor), (("checksum", "store"), ln)):
+                name = "keep, only " + " + ".join(part)
+                work = out / "+".join(part)
+                part_c = small.add(name, lambda w=work, c=part: harbord_ingest(src, w, "keep", c), work)
+                targets.append(Target("small", part_c, against, None))
+        warm(files)
+        small.measure(args.repeat)
+        sections.append(small)
+        shutil.rmtree(scratch / "small")
+
+        # engine: 64-byte files, checksum + store only
+        src = scratch / "tiny" / "in"
+        files = tiny_files(src, args.tiny)
+        tiny = Section("engine", len(files), sum(p.stat().st_size for p in files))
+        out = scratch / "tiny" / "out"
+        plain = tiny.add("blake3 + link + SQLite row per file", lambda: python_script(
+            ENGINE_FLOOR, str(src), str(out / "plain")), out / "plain")
+        engine = tiny.add("keep, checksum + store", lambda: harbord_ingest(
+            src, out / "engine", "keep", ("checksum", "store")), out / "engine")
+        targets.append(Target("engine", engine, plain, 0.5))
+        warm(files)
+        tiny.measure(args.repeat)
+        sections.append(tiny)
+        shutil.rmtree(scratch / "tiny")
+
+        # large: 1 GB films
+        if not args.no_large:
+            large_tpl = make_large_raw_mkv(tpl / "large.mkv", int(args.large_gb * 1e9), seed=2)
+            src = scratch / "large" / "in"
+            files = derive(large_tpl, src, args.large, "Movie.Title.2010.2160p.REMUX")
+            large_tpl.unlink()
+            large = Section("large", len(files), sum(p.stat().st_size for p in files))
+            link_and_copy(large, src, files, scratch / "large" / "out", targets)
+            warm(files)
+            large.measure(args.repeat)
+            sections.append(large)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    command = "python bench/ingest.py " + " ".join(sys.argv[1:])
+    return 0 if report(sections, targets, command.strip()) else 1
 
 
 if __name__ == "__main__":

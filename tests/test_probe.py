@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 
-from handlers.parse import Parse
-from handlers.probe import NO_AV, Probe
+from handlers.checksum import Checksum
+from handlers.parse import NAME_PENDING, Parse, tags_later
+from handlers.probe import NO_AV, Probe, _av_facts, _read_facts
+from handlers.store import Store
 from harbord import offload
+from harbord.context import Context
 from harbord.errors import HandlerError, PermanentError
 from harbord.job import Job
 from tests.media import make_flac, make_jpg_exif, make_mkv, make_mp3, make_mp4, truncate
@@ -212,3 +215,68 @@ async def test_through_the_process_pool(tmp_path: Path) -> None:
         offload.shutdown()
     assert job.media_type == "episode" and job.parsed["episode"] == 2
     assert job.probe["video"][0]["codec"] == "AVC"
+
+
+async def test_music_is_named_by_its_tags_else_by_its_name(ctx: Context, inbox: Path) -> None:
+    """With probe after parse in the chain, parse leaves an audio name to probe: the tags name a
+    tagged mp3's item (no guessit), guessit names one without a title tag; both catalogued."""
+    album = inbox / "Band - LP"
+    album.mkdir()
+    tagged = make_mp3(album / "01 - track one.mp3", title="Sång 🎵", artist="Band", album="LP")
+    bare = make_mp3(album / "Some Song.mp3")
+    parse, probe = Parse.from_context(ctx), Probe.from_context(ctx)
+    assert parse.audio_names_later
+    items = {}
+    for path in (tagged, bare):
+        st = path.stat()
+        job = Job(id=path.stem, path=str(path), size=st.st_size, mtime=st.st_mtime, action="copy",
+                  watch_root=str(inbox))
+        parsed = await parse.handle(job)
+        assert parsed.media_type == "music" and parsed.parsed[NAME_PENDING] == f"Band - LP/{path.name}"
+        job = await Store.from_context(ctx).handle(await Checksum().handle(await probe.handle(parsed)))
+        assert NAME_PENDING not in job.parsed
+        items[path] = ctx.catalog.get_item(job.item_id or 0)
+    song = items[tagged]
+    assert (song["title"], song["media_type"]) == ("Sång 🎵", "music")
+    assert (song["parsed"]["artist"], song["parsed"]["album"]) == ("Band", "LP")
+    assert "guessit_title" not in song["parsed"] and "mimetype" not in song["parsed"]  # guessit never ran
+    other = items[bare]
+    assert (other["title"], other["media_type"]) == ("Some Song", "music")  # from the name
+    assert other["parsed"]["container"] == "mp3" and other["parsed"]["mimetype"] == "audio/mpeg"
+
+
+async def test_music_tags_win_over_a_parsed_name(tmp_path: Path) -> None:
+    """A chain without the hand-off (parse ran guessit): the title tag still wins, guessit's kept."""
+    path = make_mp3(tmp_path / "Artist - Song.mp3", title="Real Title", artist="Real Artist")
+    job = await Probe().handle(await Parse().handle(job_for(path)))
+    assert (job.parsed["title"], job.parsed["guessit_title"]) == ("Real Title", "Artist")
+    assert job.parsed["artist"] == "Real Artist"
+    assert tags_later(["parse", "probe", "checksum", "store"]) and tags_later(["parse", "probe"])
+    assert not tags_later(["parse", "checksum", "store", "probe"]) and not tags_later(["parse", "store"])
+    assert not tags_later(["probe", "parse", "store"])
+
+
+async def test_music_names_through_the_process_pool(tmp_path: Path) -> None:
+    offload.configure(1)
+    try:
+        parse = Parse(audio_names_later=True)
+        tagged = await Probe().handle(await parse.handle(job_for(make_mp3(tmp_path / "a.mp3", title="T"))))
+        bare = await Probe().handle(await parse.handle(job_for(make_mp3(tmp_path / "Tune.mp3"))))
+    finally:
+        offload.shutdown()
+    assert (tagged.parsed["title"], bare.parsed["title"]) == ("T", "Tune")
+
+
+def test_mediainfo_reads_the_opened_file_even_if_its_name_was_swapped(tmp_path: Path) -> None:
+    """MediaInfo opens a UTF-8 name itself (fastest); if the name meanwhile names another file,
+    the file opened first is read through its descriptor instead."""
+    path = make_mp3(tmp_path / "song.mp3", title="First")
+    other = make_mp3(tmp_path / "other.mp3", title="Second")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        assert _read_facts(_av_facts, str(path), fd, st)["tags"]["title"] == "First"
+        os.replace(other, path)  # renamed over it after probe opened it
+        assert _read_facts(_av_facts, str(path), fd, st)["tags"]["title"] == "First"
+    finally:
+        os.close(fd)
