@@ -244,7 +244,8 @@ class Store:
                 self.catalog.object_verified(job.file_hash)
             existing = self.catalog.item_id_for_object(job.file_hash)
             duplicate = existing is not None and not self._created_by(existing, job)
-            item_id = existing if existing is not None and duplicate else self.catalog.upsert_item(stored)
+            item_id = (existing if existing is not None and duplicate
+                       else self.catalog.upsert_item(stored, existing))
             self.catalog.add_file(stored, item_id, present=placed["source_present"])
             for side in kept:
                 self.catalog.add_sidecar(item_id, side.kind, side.source, side.path, side.size, job.id)

@@ -233,11 +233,12 @@ class Catalog:
         row = self.db.execute("SELECT id FROM items WHERE object_hash = ?", [file_hash]).fetchone()
         return int(row[0]) if row else None
 
-    def upsert_item(self, job: Job) -> int:
+    def upsert_item(self, job: Job, existing: int | None = -1) -> int:
         """Create or update the item for ``job.file_hash`` from what the job knows.
 
         Columns named in the item's ``user_fields`` (edited by a person) are never overwritten.
-        Returns the item id. Raises CatalogError if the job has no hash.
+        ``existing``: the item id the caller already looked up (None: there is none), or -1
+        to look it up here. Returns the item id. Raises CatalogError if the job has no hash.
         """
         if not job.file_hash:
             raise CatalogError(f"{job.path}: cannot catalog an item without a content hash")
@@ -258,7 +259,8 @@ class Catalog:
         }
         now = time.time()
         with self.db.atomic():
-            existing = self.item_id_for_object(job.file_hash)
+            if existing == -1:  # not looked up by the caller
+                existing = self.item_id_for_object(job.file_hash)
             if existing is None:
                 values.update(object_hash=job.file_hash, created_at=now, updated_at=now)
                 cols = ", ".join(values)

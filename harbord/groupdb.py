@@ -78,6 +78,7 @@ class GroupDatabase(Database):
         self._waiters: list[asyncio.Future[None]] = []
         self._after: list[Callable[[], Any]] = []
         self._busy_since: float | None = None
+        self._savepoints = 0
         conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
 
     # transactions ------------------------------------------------------------------------
@@ -115,10 +116,23 @@ class GroupDatabase(Database):
     @contextlib.contextmanager
     def atomic(self) -> Generator[Database, None, None]:
         """sqlite-utils ``atomic``: a savepoint inside the group transaction (all or nothing
-        for the block; committed with the group)."""
-        self._begin()
-        with super().atomic() as db:
-            yield db
+        for the block; committed with the group). Savepoints are named by a counter
+        (sqlite-utils draws 16 random bytes from the OS for each, several per job)."""
+        if not self._begin():
+            with super().atomic() as db:
+                yield db
+            return
+        self._savepoints += 1
+        name = f"g{self._savepoints}"
+        self.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield self
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                self.conn.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        self.conn.execute(f"RELEASE SAVEPOINT {name}")
 
     async def ready(self) -> None:
         """Make sure the group transaction is open, waiting (without blocking the loop) while
