@@ -311,7 +311,7 @@ def fill_catalog(db: Path, items: int) -> None:
 def test_quick_check_cost_of_10k_items(lib: Library) -> None:
     """The start-up check's cost, printed with ``pytest -s`` (quoted in
     :func:`harbord.integrity.quick_check`)."""
-    from harbord.integrity import quick_check
+    from harbord.integrity import check_catalog, quick_check
 
     fill_catalog(lib.db, 10_000)
     warm = statistics.median(quick_check(lib.db) for _ in range(5))
@@ -327,6 +327,10 @@ def test_quick_check_cost_of_10k_items(lib: Library) -> None:
         quick_check(lib.db)
         cold.append(time.perf_counter() - started)
     size = lib.db.stat().st_size / 1e6
-    print(f"\nquick_check of {json.loads(lib.run('status', '--json').stdout)['items']} items, "
+    items = json.loads(lib.run('status', '--json').stdout)['items']
+    print(f"\nquick_check of {items} items, "
           f"{size:.1f} MB: warm {warm:.3f} s, cold {min(cold):.3f}-{max(cold):.3f} s")
-    assert warm < 1.0
+    # behaviour, not speed (speed is for bench/): a sound 10k-item catalog passes the start-up
+    # check, also cold, and the daemon's commands still see every item
+    assert items >= 10_000
+    check_catalog(lib.db, lib.h.library)
