@@ -385,22 +385,20 @@ def report(sections: Sequence[Section], targets: Sequence[Target], command: str)
     width = max(len(f"{t.ours.name} vs {t.baseline.name}") for t in targets)
     head = f"{'section':8s} {'harbord vs baseline':{width}s} {'ratio':>6s} {'rounds':>11s}"
     print(f"{head} {'target':>7s} verdict")
+    markdown = [f"Markdown ({time.strftime('%Y-%m-%d')}, `{command}`):",
+                "| set | harbord | s | baseline | s | ratio (rounds) | target |",
+                "|---|---|---|---|---|---|---|"]
     for t in targets:
         goal = f">= {t.minimum:.1f}" if t.minimum is not None else "report"
         print(f"{t.section:8s} {t.ours.name + ' vs ' + t.baseline.name:{width}s} {t.ratio:6.2f} "
               f"{t.spread:>11s} {goal:>7s} {t.verdict}")
-    for note in dict.fromkeys(NOTES):
-        print(f"note: {note}")
-    print()
-    print(f"Markdown ({time.strftime('%Y-%m-%d')}, `{command}`):")
-    print("| set | harbord | s | baseline | s | ratio (rounds) | target |")
-    print("|---|---|---|---|---|---|---|")
-    for t in targets:
-        goal = f"≥ {t.minimum:.1f} {t.verdict}" if t.minimum is not None else "reported"
-        print(f"| {t.section} | {t.ours.name} | {t.ours.wall:.2f} | {t.baseline.name} | "
-              f"{t.baseline.wall:.2f} | **{t.ratio:.2f}** ({t.spread}) | {goal} |")
-    for note in dict.fromkeys(NOTES):
-        print(f"\n{note}")
+        target = f"≥ {t.minimum:.1f} {t.verdict}" if t.minimum is not None else "reported"
+        markdown.append(f"| {t.section} | {t.ours.name} | {t.ours.wall:.2f} | {t.baseline.name} | "
+                        f"{t.baseline.wall:.2f} | **{t.ratio:.2f}** ({t.spread}) | {target} |")
+    notes = list(dict.fromkeys(NOTES))
+    print("".join(f"note: {note}\n" for note in notes))
+    print("\n".join(markdown))
+    print("".join(f"\n{note}" for note in notes))
     return all(t.verdict != "FAIL" for t in targets)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from handlers.checksum import CHUNK
 from harbord.errors import PermanentError, RetryableError
-from harbord.fsio import Source, link_fd, temp_name
+from harbord.fsio import Source, fsync_path, link_fd, temp_name
 
 FICLONE = 0x40049409
 """``_IOW(0x94, 9, int)`` from linux/fs.h: share the source's extents with the destination."""
@@ -32,12 +32,9 @@ PLANS = {
 
 
 def fsync_dir(folder: Path) -> None:
-    """fsync a folder, so the names created in it survive a crash."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """fsync a folder, so the names created in it survive a crash
+    (:func:`harbord.fsio.fsync_path`)."""
+    fsync_path(folder)
 
 
 def copy_bytes(src_fd: int, dst_fd: int) -> None:

@@ -115,6 +115,15 @@ def open_source(path: str, roots: Sequence[str]) -> Source:
     return Source(fd, st, real)
 
 
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """fsync a file or folder by name (a folder: so the names made in it survive a crash)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fd_path(fd: int) -> str:
     """The ``/proc/self/fd`` name of an open descriptor (for ``linkat`` with
     ``AT_SYMLINK_FOLLOW``, which links the opened file itself, not whatever has its name now)."""

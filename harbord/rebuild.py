@@ -49,6 +49,7 @@ from typing import Any
 from harbord import daemon_lock
 from harbord.config import Config, ensure_dirs
 from harbord.errors import CatalogError
+from harbord.fsio import fsync_path
 from harbord.integrity import CatalogDamagedError, catalog_has_objects, quick_check
 
 OBJECT_FILE = re.compile(r"([0-9a-f]{64})\.([a-z0-9]{1,16})")
@@ -238,14 +239,6 @@ def _aside(db_path: Path, label: str) -> Path:
     return target
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _remove_tmp(tmp: Path) -> None:
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{tmp}{suffix}").unlink(missing_ok=True)
@@ -294,7 +287,7 @@ class _NewCatalog:
             self.db.execute("PRAGMA journal_mode=DELETE")
         finally:
             self.db.close()
-        _fsync(self.tmp)
+        fsync_path(self.tmp)
 
     def abandon(self) -> None:
         """Close and remove the unfinished file."""
@@ -354,7 +347,7 @@ def rebuild_catalog(config: Config, *, probe: bool = True, force: bool = False,
             if db_path.exists() or Path(f"{db_path}-wal").exists():
                 report.moved_to = str(_aside(db_path, "replaced" if why is None else "damaged"))
             os.rename(new.tmp, db_path)
-            _fsync(db_path.parent)
+            fsync_path(db_path.parent)
         except BaseException:
             new.abandon()
             raise

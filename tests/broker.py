@@ -28,19 +28,22 @@ class Mosquitto:
             raise RuntimeError("mosquitto not installed (Debian package 'mosquitto')")
         self.binary = binary
 
+    def config_text(self) -> str:
+        """The broker's ``mosquitto.conf``: anonymous access on the loopback port."""
+        return f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stdout\n"
+
     def start(self) -> None:
         """Start the broker and wait (up to 10 s) until it accepts connections."""
         conf = self.workdir / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "log_dest stdout\n"
-        )
+        conf.write_text(self.config_text())
         # mosquitto drops root privileges to its own user, which cannot write to pytest's
         # temp folder: let it log to stdout and keep the file open on our side.
         with open(self.workdir / "mosquitto.log", "ab") as log:
             self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=log, stderr=log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {(self.workdir / 'mosquitto.log').read_text()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return

@@ -8,7 +8,6 @@ import base64
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -250,24 +249,12 @@ class AuthMosquitto(Mosquitto):
         self.passwords.write_text(password_line(user, password) + "\n")
         self.passwords.chmod(0o600)
 
-    def start(self) -> None:
-        conf = self.workdir / "mosquitto.conf"
-        # as root, mosquitto drops to its own user, which cannot read pytest's temp folder
+    def config_text(self) -> str:
+        """No anonymous access; the one user of the password file. As root, mosquitto drops
+        to its own user, which cannot read pytest's temp folder: it stays root here."""
         user = "user root\n" if os.geteuid() == 0 else ""
-        conf.write_text(f"{user}listener {self.port} 127.0.0.1\nallow_anonymous false\n"
-                        f"password_file {self.passwords}\npersistence false\nlog_dest stdout\n")
-        with open(self.workdir / "mosquitto.log", "ab") as log:
-            self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=log, stderr=log)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {(self.workdir / 'mosquitto.log').read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not start on port {self.port}")
+        return (f"{user}listener {self.port} 127.0.0.1\nallow_anonymous false\n"
+                f"password_file {self.passwords}\npersistence false\nlog_dest stdout\n")
 
 
 @pytest.fixture
