@@ -28,6 +28,7 @@ from harbord import daemon_lock
 from harbord.cli_common import console, fail, out, print_json, setup_logging
 from harbord.config import Config
 from harbord.events import EventSink, ListSink
+from harbord.txn import ready
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -147,6 +148,7 @@ async def _run_here(config: Config, files: Files, action: str, quiet: bool) -> d
             task = progress.add_task("ingest", total=len(files))
             runner = Runner(rt.queue, rt.handlers, _ProgressSink(_sink(config, rt.ctx.db), progress, task),
                             watch_roots=rt.watch_roots())
+            await ready(rt.ctx.db)  # another process may hold the write lock: wait, do not fail
             ids = _submit_all(runner, files, action, progress, task)
             stop = asyncio.Event()
             await asyncio.gather(*(runner.work(stop, set(ids), drain=True)

@@ -175,3 +175,22 @@ async def test_a_crashing_task_is_restarted_then_given_up_and_the_supervisor_is_
     finally:
         supervise.BACKOFF_MIN = old
     assert len(runs) == GIVE_UP_CRASHES and "t" in sup.given_up and not sup.healthy()
+
+
+def test_ingest_waits_out_another_process_s_exclusive_lock(tmp_path: Path) -> None:
+    d = DaemonProc(tmp_path / "h")
+    d.inbox.mkdir(parents=True)
+    first = make_mp4(d.inbox / "first.mp4", seed=101)
+    d.cli("ingest", str(first))  # the catalog exists now
+    later = [make_mp4(tmp_path / f"later{i}.mp4", seed=102 + i) for i in range(2)]
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(d.state / "harbord.db"), "12"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        run = d.cli("ingest", "--json", *map(str, later), check=False)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert time.monotonic() - started >= 8  # it waited for the lock, it did not fail
+        assert run.stdout.count('"ingested"') == 2, run.stdout
+    finally:
+        locker.wait(30)
