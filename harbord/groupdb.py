@@ -92,6 +92,10 @@ class GroupDatabase(Database):
         """Open the group transaction if a loop runs and none is open; True if one is open
         now. Raises DatabaseBusy if another process holds the write lock."""
         if self.conn.in_transaction:
+            if self._timer is None and (running := self._running_loop()) is not None:
+                # opened by someone else (sqlite3's implicit BEGIN): commit it with the group
+                self._loop = running
+                self._timer = running.call_later(self.window, self._commit)
             return True
         loop = self._running_loop()
         if loop is None:

@@ -61,3 +61,18 @@ async def test_a_second_connection_s_read_then_write_is_never_refused(tmp_path: 
     assert not errors, errors
     main.close()
     other.close()
+
+
+async def test_a_transaction_opened_behind_the_writers_back_is_committed(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    main = GroupDatabase(open_db(path).conn)
+    # sqlite3's implicit BEGIN, not through GroupDatabase.execute
+    main.conn.execute("INSERT INTO outbox(topic, payload, created_at) VALUES ('raw', 'x', 0)")
+    assert main.conn.in_transaction
+    await main.ready()  # adopts it
+    main.execute("INSERT INTO outbox(topic, payload, created_at) VALUES ('main', 'y', 0)")
+    await main.flush()
+    reader = sqlite3.connect(path)
+    assert reader.execute("SELECT count(*) FROM outbox").fetchone()[0] == 2
+    reader.close()
+    main.close()
