@@ -18,7 +18,7 @@ from blake3 import blake3
 
 from harbord import offload
 from harbord.errors import HandlerError, PermanentError, RetryableError
-from harbord.fsio import Refused, job_roots, open_source
+from harbord.fsio import NotRegularFile, Refused, job_roots, open_source
 from harbord.job import Job
 
 if TYPE_CHECKING:  # annotations only: keeps pydantic/sqlite-utils/numpy out of the CPU pool's workers
@@ -107,10 +107,8 @@ def hash_file(path: str, roots: Sequence[str] = ()) -> dict[str, Any]:
     """
     try:
         src = open_source(path, roots)
-    except Refused as err:
-        if "regular" in str(err):
-            raise IsADirectoryError(errno.EISDIR, "not a regular file", path) from err
-        raise
+    except NotRegularFile as err:
+        raise IsADirectoryError(errno.EISDIR, "not a regular file", path) from err
     try:
         first = src.st
         digest, read = hash_fd(src.fd, first.st_size)

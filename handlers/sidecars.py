@@ -303,23 +303,21 @@ def inspect_folder(path: Path, covers: bool = True, roots: Sequence[str] | None 
     sidecars = find_sidecars(path, folder)
     if not covers:
         sidecars.pop("cover", None)
-    warnings: list[str] = []
+    out: dict[str, Any] = {"sidecars": sidecars, "warnings": [], "meta": {},
+                           "single": len(folder.media) <= 1}
+    readers = {"info_json": read_info_json, "ia_meta": read_ia_meta}
     for kind, side_path in list(sidecars.items()):
         try:
-            open_source(side_path, roots).close()
+            src = open_source(side_path, roots)
         except (OSError, Refused) as err:
             del sidecars[kind]
-            warnings.append(f"sidecar {side_path}: not kept ({getattr(err, 'strerror', None) or err})")
-    out: dict[str, Any] = {"sidecars": sidecars, "warnings": warnings, "meta": {},
-                           "single": len(folder.media) <= 1}
-    for kind, reader in (("info_json", read_info_json), ("ia_meta", read_ia_meta)):
-        if kind in sidecars:
+            out["warnings"].append(f"sidecar {side_path}: not kept ({getattr(err, 'strerror', None) or err})")
+            continue
+        with os.fdopen(src.fd, "rb") as fh:  # read through the descriptor just checked
+            if kind not in readers:
+                continue
             try:
-                src = open_source(sidecars[kind], roots)
-                with os.fdopen(src.fd, "rb") as fh:
-                    out["meta"][kind] = reader(fh)
-            except Refused as err:
-                out["warnings"].append(f"{kind}: not read ({err})")
+                out["meta"][kind] = readers[kind](fh)
             except RecursionError:  # '{"a":' * 200000: too deeply nested for json/expat
                 out["warnings"].append(f"{kind}: unreadable (nested too deeply)")
             except (OSError, ValueError, SyntaxError) as err:

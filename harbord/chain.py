@@ -12,6 +12,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 from harbord.errors import HandlerError, PermanentError, RetryableError, Skip
 from harbord.job import Job
+from harbord.txn import is_busy
 
 
 @runtime_checkable
@@ -51,8 +52,7 @@ async def run_stage(handler: Handler, job: Job) -> Job:
     except Skip:
         raise
     except sqlite3.OperationalError as err:
-        text = str(err).lower()
-        cls = RetryableError if "locked" in text or "busy" in text else PermanentError
+        cls = RetryableError if is_busy(err) else PermanentError
         raise cls(f"database: {err}", handler=handler.name, job_id=job.id, path=job.path) from err
     except Exception as err:  # the worker must live on; keep the traceback in the message
         tb = traceback.format_exc(limit=-1).strip().splitlines()[-1]

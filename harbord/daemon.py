@@ -27,10 +27,9 @@ from harbord import daemon_lock
 from harbord.config import Config, WatchConfig
 from harbord.events import EventSink, NullSink
 from harbord.fsio import sweep_temps
-from harbord.groupdb import is_busy
 from harbord.runtime import Runtime, open_runtime
 from harbord.supervise import Supervisor
-from harbord.txn import ready
+from harbord.txn import is_busy, ready
 from harbord.watcher import Watcher
 from harbord.worker import Runner
 

@@ -34,6 +34,10 @@ class Refused(Exception):  # noqa: N818 - a refusal, not an internal error
     a regular file. The message names the reason (the caller adds the path)."""
 
 
+class NotRegularFile(Refused):
+    """The name resolves to a directory, FIFO, device or socket, not a regular file."""
+
+
 @dataclass(frozen=True)
 class Source:
     """An open dropped file: ``fd`` (read-only descriptor, owned by the caller: close it),
@@ -53,7 +57,8 @@ class Source:
         os.close(self.fd)
 
 
-def _inside(real: str, roots: Sequence[str]) -> bool:
+def inside(real: str, roots: Sequence[str]) -> bool:
+    """True if the resolved path ``real`` is one of ``roots`` (resolved) or below one."""
     return any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots)
 
 
@@ -96,18 +101,18 @@ def open_source(path: str, roots: Sequence[str]) -> Source:
         except OSError:
             plain = False
         pre = os.path.abspath(path) if plain else os.path.realpath(path)
-        if not plain and not _inside(pre, roots):
+        if not plain and not inside(pre, roots):
             raise Refused(f"resolves outside the watched folders (to {pre})")
     fd = os.open(path, OPEN_FLAGS)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise Refused("not a regular file")
+            raise NotRegularFile("not a regular file")
         try:
             real = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:  # no /proc: the check on the name above stands
             real = os.path.realpath(path)
-        if roots and not _inside(real, roots):
+        if roots and not inside(real, roots):
             raise Refused(f"resolves outside the watched folders (to {real})")
     except BaseException:
         os.close(fd)

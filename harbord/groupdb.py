@@ -32,6 +32,8 @@ from typing import Any
 import structlog
 from sqlite_utils import Database
 
+from harbord.txn import is_busy
+
 log = structlog.get_logger("harbord.db")
 
 WINDOW_SECONDS = 0.002
@@ -46,14 +48,6 @@ _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 class DatabaseBusy(sqlite3.OperationalError):
     """Another process holds the database's write lock; try again later (retryable)."""
-
-
-def is_busy(err: BaseException) -> bool:
-    """True for SQLite's busy/locked errors (``SQLITE_BUSY``, ``SQLITE_LOCKED``): retryable."""
-    if isinstance(err, DatabaseBusy):
-        return True
-    text = str(err).lower()
-    return isinstance(err, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
 class GroupDatabase(Database):

@@ -65,7 +65,7 @@ import structlog
 import harbord
 from harbord.config import MqttConfig
 from harbord.events import EventSink, NullSink
-from harbord.txn import ready
+from harbord.txn import is_busy, ready
 
 log = structlog.get_logger("harbord.mqtt")
 
@@ -215,7 +215,7 @@ class OutboxSink:
                 if row_id % TRIM_EVERY == 0:
                     trim_outbox(self.db, row_id)
             except sqlite3.Error as err:
-                if "locked" in str(err).lower() or "busy" in str(err).lower():
+                if is_busy(err):
                     return False  # kept; written with the next event or the next drain
                 log.error("mqtt.outbox_write_failed", error=str(err))
             self.unsaved.popleft()

@@ -190,24 +190,20 @@ class JobQueue:
         """At start-up: rows left ``running`` by a process that is gone (crashed, killed) go back
         to ``pending``; the jobs of a live process (``harbord ingest`` running beside) are left
         to it. Returns how many were put back."""
-        with self.db.atomic():
-            rows = self.db.execute("SELECT id, owner FROM jobs WHERE state = 'running'").fetchall()
-            orphans = [job_id for job_id, owner in rows if not process_alive(owner)]
-            for start in range(0, len(orphans), 500):
-                chunk = orphans[start:start + 500]
-                self.db.execute(
-                    f"UPDATE jobs SET state = 'pending', owner = NULL, updated_at = ? "
-                    f"WHERE id IN ({', '.join('?' for _ in chunk)})", [time.time(), *chunk],
-                )
-        return len(orphans)
+        return self._put_back(foreign_only=False)
 
     def recheck(self) -> int:
         """While running: jobs other processes left ``running`` and that are gone now (killed,
         a zombie) go back to ``pending``; this process's own are left alone. Returns how many."""
+        return self._put_back(foreign_only=True)
+
+    def _put_back(self, *, foreign_only: bool) -> int:
+        """``running`` rows whose owner is not alive go back to ``pending``; ``foreign_only``
+        skips this process's own (at start-up its pid may be a dead process's reused one)."""
+        where = "state = 'running'" + (" AND owner IS NOT ?" if foreign_only else "")
         with self.db.atomic():
-            rows = self.db.execute(
-                "SELECT id, owner FROM jobs WHERE state = 'running' AND owner IS NOT ?", [self.owner]
-            ).fetchall()
+            rows = self.db.execute(f"SELECT id, owner FROM jobs WHERE {where}",
+                                   [self.owner] if foreign_only else []).fetchall()
             orphans = [job_id for job_id, owner in rows if not process_alive(owner)]
             for start in range(0, len(orphans), 500):
                 chunk = orphans[start:start + 500]

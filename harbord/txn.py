@@ -7,7 +7,15 @@ write lock or the commit, with a plain connection (tests, tools) they do nothing
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
+
+
+def is_busy(err: BaseException) -> bool:
+    """True for SQLite's busy/locked errors (``SQLITE_BUSY``, ``SQLITE_LOCKED``, and
+    :class:`harbord.groupdb.DatabaseBusy`): another process holds the lock; retryable."""
+    text = str(err).lower()
+    return isinstance(err, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
 async def ready(db: Any) -> None:

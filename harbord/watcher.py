@@ -313,20 +313,16 @@ class Watcher:
             await asyncio.to_thread(old.join, 5)
             self._observers[index] = self._observe(watch)
             self._root_ids[index] = now_id
-            before = len(self.candidates)
-            for path in _walk(watch.path, recursive=watch.recursive):
-                self.offer(path, watch, moved_in=False)
             log.warning("watched folder is back; watching it again", folder=str(watch.path),
-                        reconcile=len(self.candidates) - before)
+                        reconcile=self.reconcile([watch]))
 
     # reconcile ---------------------------------------------------------------------------
-    def reconcile(self) -> int:
-        """Offer every unseen file in the watched folders (they still have to settle).
-
-        Returns how many files were offered.
+    def reconcile(self, watches: Sequence[WatchConfig] | None = None) -> int:
+        """Offer every unseen file in the watched folders (``watches``, default all; they still
+        have to settle). Returns how many files were offered.
         """
         before = len(self.candidates)
-        for watch in self.watches:
+        for watch in self.watches if watches is None else watches:
             for path in _walk(watch.path, recursive=watch.recursive):
                 self.offer(path, watch, moved_in=False)
         return len(self.candidates) - before

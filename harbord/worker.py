@@ -18,6 +18,7 @@ import structlog
 from harbord.chain import Handler, run_chain
 from harbord.errors import FileReplacedError, HandlerError, PermanentError, RetryableError, Skip
 from harbord.events import EventSink, make_event
+from harbord.fsio import inside, real_roots
 from harbord.job import Job
 from harbord.queue import Claimed, JobQueue
 from harbord.txn import ready
@@ -29,19 +30,14 @@ IDLE_POLL_SECONDS = 5.0
 retry``) are picked up."""
 
 
-def _inside(path: Path, roots: Sequence[Path]) -> bool:
-    return any(path == root or path.is_relative_to(root) for root in roots)
-
-
 def admission_error(job: Job, watch_roots: Sequence[Path]) -> str | None:
     """Core checks before any handler runs; returns a reason to refuse the file, or None.
 
     A symlink is followed only when its target lies inside a watched folder.
     """
-    path = Path(job.path)
-    if path.is_symlink():
-        target = Path(os.path.realpath(path))
-        if not _inside(target, [Path(os.path.realpath(r)) for r in watch_roots]):
+    if os.path.islink(job.path):
+        target = os.path.realpath(job.path)
+        if not inside(target, real_roots(watch_roots)):
             return f"symlink points outside the watched folders (to {target})"
     return None
 
