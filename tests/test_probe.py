@@ -24,7 +24,9 @@ from tests.media import make_flac, make_jpg_exif, make_mkv, make_mp3, make_mp4, 
 
 
 def job_for(path: Path, media_type: str | None = None) -> Job:
-    return Job(id="p1", path=str(path), media_type=media_type)
+    """A job for ``path`` dropped into its own folder as the watched folder, as the watcher
+    makes it: guessit then sees the name only, not pytest's temp folder names."""
+    return Job(id="p1", path=str(path), watch_root=str(path.parent), media_type=media_type)
 
 
 async def probe(path: Path, media_type: str | None = None) -> dict[str, Any]:
