@@ -69,9 +69,9 @@ ALBUM_TRACKS = 10
 def tagged_mp3s(folder: Path, count: int, seconds: float = 10.0) -> list[Path]:
     """``count`` mp3 files with ID3 title/artist/album/track tags, as a music library has them:
     ``folder/Artist NN - Album NN/TT - Title.mp3``, ten tracks an album. One LAME-encoded sine
-    (``tests.media.make_mp3``) is remuxed with each file's tags by ffmpeg (``-c copy``), so
+    (``tests.support.media.make_mp3``) is remuxed with each file's tags by ffmpeg (``-c copy``), so
     every file has its own bytes."""
-    from tests.media import ffmpeg, make_mp3
+    from tests.support.media import ffmpeg, make_mp3
 
     folder.mkdir(parents=True, exist_ok=True)
     template = make_mp3(folder / ".template.mp3", seconds=seconds, seed=7)

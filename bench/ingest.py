@@ -51,7 +51,7 @@ from common import (
     warm,
 )
 
-from tests.media import make_large_raw_mkv, make_mp4
+from tests.support.media import make_large_raw_mkv, make_mp4
 
 
 def link_and_copy(section: Section, src: Path, files: list[Path], out: Path,

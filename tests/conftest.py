@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from harbord.context import Context
-from tests.broker import Mosquitto
-from tests.contexts import catalog_context
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-
-
-def recorded_objects(skip_tv: bool = False) -> Iterator[dict[str, Any]]:
-    """Every JSON object, at any depth, of the recorded TMDb and OMDb responses (files in
-    sorted order, depth first); ``skip_tv`` leaves out the TV search/detail files."""
-
-    def walk(node: object) -> Iterator[dict[str, Any]]:
-        if isinstance(node, dict):
-            yield node
-            for value in node.values():
-                yield from walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                yield from walk(value)
-
-    for path in sorted([*FIXTURES.glob("tmdb/**/*.json"), *FIXTURES.glob("omdb/**/*.json")]):
-        if skip_tv and ("search-tv" in path.name or "tv-" in path.name or "search_tv" in path.name):
-            continue
-        yield from walk(json.loads(path.read_text(encoding="utf-8")))
+from tests.support.broker import Mosquitto
+from tests.support.contexts import catalog_context
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +33,7 @@ def broker(mosquitto: Mosquitto) -> Iterator[Mosquitto]:
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> Iterator[Context]:
-    """A handler Context on a real SQLite catalog under ``tmp_path`` (see tests.contexts)."""
+    """A handler Context on a real SQLite catalog under ``tmp_path`` (see tests.support.contexts)."""
     with catalog_context(tmp_path) as context:
         yield context
 

@@ -10,10 +10,12 @@ from pathlib import Path
 import blake3
 import pytest
 
-from handlers.checksum import CHUNK, Checksum, hash_file, os_error
+from handlers.files.checksum import Checksum
+from handlers.files.hashing import CHUNK, hash_file
+from handlers.files.oserrors import os_error
 from harbord.errors import PermanentError, RetryableError
 from harbord.job import Job
-from tests.media import make_large_raw_mkv, make_mp4
+from tests.support.media import make_large_raw_mkv, make_mp4
 
 
 def settled(path: Path, **kw: object) -> Job:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_proc import DaemonProc
-from tests.media import make_mp3, make_mp4
+from tests.support.daemon_proc import DaemonProc
+from tests.support.media import make_mp3, make_mp4
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import socket
 from pathlib import Path
 
 from harbord.log import redact_secrets
-from tests.broker import Mosquitto
-from tests.daemon_proc import DaemonProc, Subscriber, wait_until
-from tests.media import make_mp3
+from tests.support.broker import Mosquitto
+from tests.support.daemon_proc import DaemonProc, Subscriber, wait_until
+from tests.support.media import make_mp3
 
 
 def test_sd_notify_ready_watchdog_and_stopping(tmp_path: Path) -> None:

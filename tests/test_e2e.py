@@ -15,9 +15,9 @@ from pathlib import Path
 import blake3
 import pytest
 
-from tests.broker import Mosquitto
-from tests.daemon_proc import DaemonProc, Subscriber, wait_until
-from tests.media import make_flac, make_jpg_exif, make_mkv, make_mp3, make_mp4, truncate
+from tests.support.broker import Mosquitto
+from tests.support.daemon_proc import DaemonProc, Subscriber, wait_until
+from tests.support.media import make_flac, make_jpg_exif, make_mkv, make_mp3, make_mp4, truncate
 
 pytestmark = pytest.mark.slow
 

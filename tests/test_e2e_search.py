@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES
-from tests.daemon_proc import DaemonProc, wait_until
-from tests.media import make_mp4
+from tests.support.daemon_proc import DaemonProc, wait_until
+from tests.support.fixtures import FIXTURES
+from tests.support.media import make_mp4
 
 pytestmark = pytest.mark.slow
 

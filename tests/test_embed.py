@@ -14,18 +14,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from handlers.embed import Embed, reembed_item
-from handlers.index import Index
-from harbord.batching import Batcher
+from handlers.search.batching import Batcher
+from handlers.search.config import EmbedConfig
+from handlers.search.embed import Embed, reembed_item
+from handlers.search.embedders import Embedder, load_embedder
+from handlers.search.index import Index
+from handlers.search.item_text import build_item_text, item_text
+from handlers.search.reader import SpaceReader
 from harbord.catalog import Catalog, open_db
-from harbord.config import Config, EmbedConfig, PathsConfig
+from harbord.config import Config, PathsConfig
 from harbord.context import Context
-from harbord.embedders import Embedder, load_embedder
 from harbord.errors import PermanentError
-from harbord.item_text import build_item_text, item_text
 from harbord.job import Job
-from harbord.search import SpaceReader
-from tests.conftest import FIXTURES
+from tests.support.fixtures import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,7 +74,7 @@ def test_minilm_vectors_are_unit_float32_and_semantic(minilm: Embedder) -> None:
 
 
 def test_importing_handlers_loads_no_model() -> None:
-    code = ("import sys, handlers.embed, handlers.index, harbord.embedders, harbord.semantic; "
+    code = ("import sys, handlers.search.embed, handlers.search.index, handlers.search.embedders, handlers.search.service; "
             "print(sorted(m for m in ('torch', 'sentence_transformers', 'imagebind') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
@@ -217,8 +218,8 @@ async def test_index_passes_through_a_job_without_vectors(ctx: Context) -> None:
 
 
 async def test_the_index_is_saved_on_a_cadence_and_at_close(tmp_path: Path, minilm: Embedder) -> None:
-    from harbord.ann import read_meta
-    from harbord.config import IndexConfig
+    from handlers.search.ann import read_meta
+    from handlers.search.config import IndexConfig
 
     config = Config(paths=PathsConfig(state=tmp_path / "state", library=tmp_path / "library"),
                     index=IndexConfig(save_every_seconds=0.2))

@@ -15,14 +15,15 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from harbord.ann import AnnIndex, AnnParams, IndexInvalid
+from handlers.search.ann import AnnIndex, AnnParams
+from handlers.search.config import EmbedConfig
+from handlers.search.embedders import Embedder, load_embedder
+from handlers.search.reader import SpaceReader, brute_force
+from handlers.search.vectors import VectorSpace, VectorStore, space_dir
 from harbord.catalog import Catalog, open_db
-from harbord.config import EmbedConfig
-from harbord.embedders import Embedder, load_embedder
+from harbord.errors import IndexInvalid, SpaceBusyError, VectorError
 from harbord.job import Job
-from harbord.search import SpaceReader, brute_force
-from harbord.vectors import SpaceBusyError, VectorError, VectorSpace, VectorStore, space_dir
-from tests.conftest import recorded_objects
+from tests.support.fixtures import recorded_objects
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = "test-space"
@@ -259,10 +260,10 @@ CHILD = r"""
 import sys
 from pathlib import Path
 import numpy as np
-from harbord.ann import AnnParams
+from handlers.search.ann import AnnParams
 from harbord.catalog import Catalog, open_db
 from harbord.job import Job
-from harbord.vectors import VectorSpace
+from handlers.search.vectors import VectorSpace
 
 state, db_path, vectors_path, first = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 vectors = np.load(vectors_path)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_proc import DaemonProc, wait_until
-from tests.media import make_mp3, make_mp4
+from tests.support.daemon_proc import DaemonProc, wait_until
+from tests.support.media import make_mp3, make_mp4
 
 pytestmark = pytest.mark.slow
 

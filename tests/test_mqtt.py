@@ -29,7 +29,7 @@ from harbord.catalog import open_db
 from harbord.config import MqttConfig
 from harbord.events import NullSink, make_event
 from harbord.mqtt import OutboxSink, Publisher, discovery_configs, make_sink, node_id
-from tests.broker import Mosquitto, free_port
+from tests.support.broker import Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

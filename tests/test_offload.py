@@ -13,7 +13,7 @@ import pytest
 
 from harbord import offload
 from harbord.errors import RetryableError
-from tests import pool_funcs
+from tests.support import pool_funcs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,9 +49,10 @@ def test_warm_ups_run_in_the_fork_server_before_workers_fork() -> None:
     script = (
         "import asyncio, json, os\n"
         "from harbord import offload\n"
-        "from tests import pool_funcs\n"
+        "from tests.support import pool_funcs\n"
         "async def main():\n"
-        "    offload.configure(1, preload=['tests.pool_funcs'], warmups=['tests.pool_funcs:warm'])\n"
+        "    offload.configure(1, preload=['tests.support.pool_funcs'],\n"
+        "                      warmups=['tests.support.pool_funcs:warm'])\n"
         "    try:\n"
         "        return await offload.cpu(pool_funcs.warmed_in), await offload.cpu(pool_funcs.pid)\n"
         "    finally:\n"

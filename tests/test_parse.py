@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from handlers.parse import Parse, guess, guess_input
-from handlers.sidecars import is_sidecar
+from handlers.files.naming import guess, guess_input
+from handlers.files.parse import Parse
+from handlers.files.sidecars import is_sidecar
 from harbord.errors import PermanentError, Skip
 from harbord.job import Job
-from tests.conftest import FIXTURES
-from tests.media import make_jpg_exif, make_mkv, make_mp3, make_mp4
+from tests.support.fixtures import FIXTURES
+from tests.support.media import make_jpg_exif, make_mkv, make_mp3, make_mp4
 
 RELEASES = FIXTURES / "release_names"
 YTDLP = FIXTURES / "ytdlp"
@@ -322,7 +323,7 @@ def test_curated_release_names(filename: str, expected: dict[str, Any]) -> None:
 
 
 def test_subtitle_suffix_that_is_not_a_language_does_not_fail(tmp_path: Path) -> None:
-    from handlers.sidecars import find_sidecars
+    from handlers.files.sidecars import find_sidecars
 
     video = tmp_path / "Show.S01E01.mp4"
     video.write_bytes(b"v")

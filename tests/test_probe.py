@@ -12,15 +12,16 @@ from typing import Any
 
 import pytest
 
-from handlers.checksum import Checksum
-from handlers.parse import NAME_PENDING, Parse, tags_later
-from handlers.probe import NO_AV, Probe, _av_facts, _read_facts
-from handlers.store import Store
+from handlers.files.checksum import Checksum
+from handlers.files.naming import NAME_PENDING
+from handlers.files.parse import Parse, tags_later
+from handlers.files.probe import NO_AV, Probe, _av_facts, _read_facts
+from handlers.files.store import Store
 from harbord import offload
 from harbord.context import Context
 from harbord.errors import HandlerError, PermanentError
 from harbord.job import Job
-from tests.media import make_flac, make_jpg_exif, make_mkv, make_mp3, make_mp4, truncate
+from tests.support.media import make_flac, make_jpg_exif, make_mkv, make_mp3, make_mp4, truncate
 
 
 def job_for(path: Path, media_type: str | None = None) -> Job:

@@ -18,17 +18,18 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from handlers.embed import Embed
-from handlers.index import Index
+from handlers.search.commands import reindex, run_search, search
+from handlers.search.config import EmbedConfig
+from handlers.search.embed import Embed
+from handlers.search.embedders import Embedder, load_embedder
+from handlers.search.index import Index
+from handlers.search.reader import SpaceReader
+from handlers.search.vectors import VectorSpace
 from harbord.catalog import Catalog, open_db
-from harbord.cli_search import reindex, run_search, search
-from harbord.config import Config, EmbedConfig, PathsConfig
+from harbord.config import Config, PathsConfig
 from harbord.context import Context
-from harbord.embedders import Embedder, load_embedder
 from harbord.job import Job
-from harbord.search import SpaceReader
-from harbord.vectors import VectorSpace
-from tests.conftest import FIXTURES, recorded_objects
+from tests.support.fixtures import FIXTURES, recorded_objects
 
 SPACE = "all-minilm-l6-v2"
 

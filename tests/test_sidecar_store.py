@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from handlers.checksum import Checksum
-from handlers.parse import Parse
-from handlers.sidecar_store import library_name
-from handlers.store import Store
+from handlers.files.checksum import Checksum
+from handlers.files.parse import Parse
+from handlers.files.sidecar_store import library_name
+from handlers.files.store import Store
 from harbord.context import Context
 from harbord.errors import Skip
 from harbord.job import Job
-from tests.media import make_jpg_exif, make_mp4
+from tests.support.media import make_jpg_exif, make_mp4
 
 SRT = "1\n00:00:01,000 --> 00:00:02,000\nHello\n"
 

@@ -13,16 +13,16 @@ from typing import Any
 import blake3
 import pytest
 
-from handlers import BUILTIN
-from handlers.checksum import Checksum
-from handlers.parse import Parse
-from handlers.probe import Probe
-from handlers.store import Store, place
+from handlers.files.checksum import Checksum
+from handlers.files.parse import Parse
+from handlers.files.probe import Probe
+from handlers.files.store import Store, place
+from harbord.capability import STEPS
 from harbord.chain import Handler
 from harbord.context import Context
 from harbord.errors import PermanentError, RetryableError, Skip
 from harbord.job import Job
-from tests.media import make_mkv, make_mp3, make_mp4
+from tests.support.media import make_mkv, make_mp3, make_mp4
 
 
 async def ready(path: Path, action: str = "move", job_id: str = "j1") -> Job:
@@ -254,5 +254,5 @@ async def test_odd_source_names(ctx: Context, inbox: Path, name: str) -> None:
 
 def test_registered_and_protocol_conformant(ctx: Context) -> None:
     for name, cls in [("parse", Parse), ("probe", Probe), ("checksum", Checksum), ("store", Store)]:
-        assert BUILTIN[name] is cls and cls.name == name
+        assert STEPS[name] is cls and cls.name == name
         assert isinstance(cls.from_context(ctx), Handler)

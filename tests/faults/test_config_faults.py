@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker import Mosquitto
-from tests.media import make_mp3
+from tests.support.broker import Mosquitto
+from tests.support.media import make_mp3
 
 HARBORD = Path(sys.executable).with_name("harbord")  # the venv's console script
 CHAIN = '[pipeline]\nhandlers = ["parse", "probe", "checksum", "store"]\n'  # no model to load

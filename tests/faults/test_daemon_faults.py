@@ -20,8 +20,8 @@ from harbord.catalog import open_db
 from harbord.procs import process_alive, process_start_ticks
 from harbord.queue import JobQueue
 from harbord.supervise import GIVE_UP_CRASHES, Supervisor
-from tests.daemon_proc import DaemonProc, wait_until
-from tests.media import make_mp4
+from tests.support.daemon_proc import DaemonProc, wait_until
+from tests.support.media import make_mp4
 
 pytestmark = pytest.mark.slow
 

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 from blake3 import blake3
 
-from tests.daemon_proc import DaemonProc
-from tests.media import make_jpg_exif, make_mp3, make_mp4
+from tests.support.daemon_proc import DaemonProc
+from tests.support.media import make_jpg_exif, make_mp3, make_mp4
 
 RUN_TIMEOUT = 90.0
 """A daemon that starts on a damaged catalog would run until killed: this bounds the test."""

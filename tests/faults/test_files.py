@@ -13,13 +13,13 @@ from pathlib import Path
 import blake3
 import pytest
 
-from handlers.checksum import Checksum
-from handlers.store import Store
+from handlers.files.checksum import Checksum
+from handlers.files.store import Store
 from harbord.context import Context
 from harbord.errors import FileReplacedError
 from harbord.job import Job
-from tests.daemon_proc import DaemonProc, wait_until
-from tests.media import make_mp4
+from tests.support.daemon_proc import DaemonProc, wait_until
+from tests.support.media import make_mp4
 
 SECRET = b"root:$6$not-for-the-library$:19000:0:99999:7:::\n"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import blake3
 
-from tests.daemon_proc import DaemonProc, wait_until
-from tests.media import make_mp4
+from tests.support.daemon_proc import DaemonProc, wait_until
+from tests.support.media import make_mp4
 
 ODD = b"x\xff.mp4"
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import blake3
 import pytest
 
-from tests.daemon_proc import DaemonProc, wait_until
-from tests.media import make_mp4
+from tests.support.daemon_proc import DaemonProc, wait_until
+from tests.support.media import make_mp4
 
 pytestmark = pytest.mark.slow
 
