@@ -11,7 +11,7 @@ Run: ``python bench/search.py`` (options: ``--n``, ``--queries``, ``--m``, ``--e
   (~5 min to embed 100k on 2 cores; cached). The run prints the median cosine of random
   pairs and of the 1st/10th neighbour and the variance share of the top 50 components so the
   structure can be judged. Queries are held-out draws (not copies of indexed vectors).
-- build: :meth:`harbord.ann.AnnIndex.build` (cosine, M, ef_construction), seconds.
+- build: :meth:`handlers.search.ann.AnnIndex.build` (cosine, M, ef_construction), seconds.
 - query latency at k=10, one query per call (``num_threads=1``), p50/p99 in ms, for the bare
   hnswlib query and for the reader path (ANN + exact cosine re-rank on the memory-mapped
   float32 store, as ``harbord search`` does).
@@ -38,10 +38,10 @@ from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harbord.ann import AnnIndex, AnnParams
-from harbord.config import IndexConfig
-from harbord.search import brute_force
-from harbord.vectors import VectorStore
+from handlers.search.ann import AnnIndex, AnnParams
+from handlers.search.config import IndexConfig
+from handlers.search.reader import brute_force
+from handlers.search.vectors import VectorStore
 
 DIM = 384
 
@@ -106,8 +106,8 @@ def minilm_vectors(count: int, seed: int, cache: Path) -> NDArray[np.float32]:
     if path.exists():
         cached: NDArray[np.float32] = np.load(path)
         return cached
-    from harbord.config import EmbedConfig
-    from harbord.embedders import load_embedder
+    from handlers.search.config import EmbedConfig
+    from handlers.search.embedders import load_embedder
 
     vectors = load_embedder(EmbedConfig()).embed_texts(title_texts(count, seed))
     cache.mkdir(parents=True, exist_ok=True)
@@ -132,8 +132,8 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 def minilm_throughput(count: int) -> float:
     """Texts per second of the default backend on ``count`` short generated titles."""
-    from harbord.config import EmbedConfig
-    from harbord.embedders import load_embedder
+    from handlers.search.config import EmbedConfig
+    from handlers.search.embedders import load_embedder
 
     rng = np.random.default_rng(1)
     words = ["night", "train", "storm", "river", "ghost", "king", "city", "last", "summer", "dragon",

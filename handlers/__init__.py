@@ -1,49 +1,23 @@
-"""The built-in handler chain steps, one module each.
+"""The built-in capabilities, one package each (see :mod:`harbord.capability`).
 
-``BUILTIN`` maps the names used in ``[pipeline] handlers`` to handler classes. Every class has
-``name`` (ClassVar), ``async handle(job) -> Job`` and ``from_context(ctx) -> handler``, which
-takes what it needs from :class:`harbord.context.Context`.
+``BUILTIN`` lists them in one explicit tuple; the engine derives the step registry, config
+sections, migrations, commands, doctor checks, pool modules and item-text contributions from it
+(:func:`harbord.capability.capabilities`). Each package's ``__init__`` holds only its
+:class:`~harbord.capability.Capability` descriptor, so importing this tuple imports no parser,
+model or client library: what a descriptor names as ``"module:attr"`` is imported on first use.
 
-A handler's module is imported on first lookup (``BUILTIN["parse"]``), not when the registry is
-imported: validating a config only needs the names, and every CLI command validates one.
+To add a capability: make a package here with a ``CAPABILITY`` descriptor, and add it to
+``BUILTIN`` (README, "Development").
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterator, Mapping
-from typing import Any
+from handlers import enrich, files, search, series
+from harbord.capability import Capability
 
-_MODULES: dict[str, tuple[str, str]] = {
-    "parse": ("handlers.parse", "Parse"),
-    "probe": ("handlers.probe", "Probe"),
-    "checksum": ("handlers.checksum", "Checksum"),
-    "store": ("handlers.store", "Store"),
-    "embed": ("handlers.embed", "Embed"),
-    "index": ("handlers.index", "Index"),
-}
-POOL_USERS = frozenset({"parse", "probe"})
-"""Handlers that run work in the CPU process pool (:func:`harbord.offload.cpu`): the pool's
-fork server preloads and warms their modules, and only theirs."""
-
-
-def module_of(name: str) -> str:
-    """The module of the built-in handler ``name`` (not imported). Raises KeyError."""
-    return _MODULES[name][0]
-
-
-class _Registry(Mapping[str, Any]):
-    """Handler name -> class, importing the class's module on first access."""
-
-    def __getitem__(self, name: str) -> Any:
-        module, cls = _MODULES[name]
-        return getattr(importlib.import_module(module), cls)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_MODULES)
-
-    def __len__(self) -> int:
-        return len(_MODULES)
-
-
-BUILTIN: Mapping[str, Any] = _Registry()
+BUILTIN: tuple[Capability, ...] = (
+    files.CAPABILITY,
+    search.CAPABILITY,
+    enrich.CAPABILITY,
+    series.CAPABILITY,
+)

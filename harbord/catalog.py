@@ -4,7 +4,7 @@ One database file (``<paths.state>/harbord.db``, WAL mode) holds the catalog (it
 objects), the durable job table (see :mod:`harbord.queue`) and the MQTT outbox. The daemon is
 the single writer of catalog rows; CLI commands read, and ``retry`` flips job states.
 
-Schema (version = ``PRAGMA user_version``):
+Core schema (version = ``PRAGMA user_version``):
 
 - ``objects(hash PK, size, ext, path, refcount, created_at, verified_at)``: one row per stored
   blob; ``refcount`` counts the ``files`` rows that point at it.
@@ -15,7 +15,8 @@ Schema (version = ``PRAGMA user_version``):
   every path a content was seen at (duplicates are more files of one item).
 - ``sidecars(id PK, item_id, kind, source, path, size, job_id, seen_at)``: sidecar files
   (subtitles, info json, nfo, cover art, IA metadata) kept beside an item's object.
-- ``vectors``, ``vectors_staged``: see :func:`_m2_vectors`.
+- ``schema_versions(capability, version)``: each capability's own migration track; their
+  tables (search: ``vectors``, ``vectors_staged``) are described in their own schema modules.
 - ``jobs``: see :mod:`harbord.queue`. ``outbox``: see :mod:`harbord.mqtt`.
 """
 
@@ -24,17 +25,15 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
+from harbord.capability import Migration
 from harbord.errors import CatalogError
 from harbord.job import Job
 from harbord.pathtext import display, from_db, to_db
-
-Migration = Callable[[Database], None]
 
 
 def _m1_initial(db: Database) -> None:
@@ -79,36 +78,10 @@ def _m1_initial(db: Database) -> None:
 
 
 def _m2_vectors(db: Database) -> None:
-    """Embedding vectors: the id map of each space's vector store and ANN index.
-
-    ``vectors``: one row per vector made live (``seq`` grows with every commit, so a reader
-    can find the vectors added after an index was saved); ``vector_id`` is the row number in
-    ``<paths.state>/vectors/<space>/vectors.f32`` and the hnswlib label; ``vector_hash`` is the
-    BLAKE3 hex of the float32 bytes and ``input_hash`` of what was embedded (model + text or
-    file); at most one non-deleted vector per item and space. ``vectors_staged``: vectors the
-    embed step appended that the index step has not committed yet.
-    """
-    db.executescript(
-        """
-        CREATE TABLE vectors (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            space TEXT NOT NULL, vector_id INTEGER NOT NULL,
-            item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
-            vector_hash TEXT NOT NULL, input_hash TEXT NOT NULL, kind TEXT NOT NULL,
-            deleted INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, deleted_at REAL,
-            UNIQUE(space, vector_id)
-        );
-        CREATE UNIQUE INDEX vectors_live ON vectors(space, item_id) WHERE deleted = 0;
-        CREATE INDEX vectors_item ON vectors(item_id);
-        CREATE TABLE vectors_staged (
-            space TEXT NOT NULL, vector_id INTEGER NOT NULL,
-            item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
-            vector_hash TEXT NOT NULL, input_hash TEXT NOT NULL, kind TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            PRIMARY KEY(space, vector_id)
-        );
-        """
-    )
+    """Made the search capability's ``vectors`` tables before capabilities had their own
+    version track; now :mod:`handlers.search.schema` (its version 1) makes them, and a catalog
+    migrated by this step keeps them. Kept as a step that does nothing so the core's version
+    numbers stay those of existing catalogs."""
 
 
 def _m3_sidecars(db: Database) -> None:
@@ -139,7 +112,7 @@ def _m4_job_owner(db: Database) -> None:
 def _m5_object_verified(db: Database) -> None:
     """``objects.verified_at``: when the object's bytes were last re-hashed and found to match
     its name (seconds since the epoch), NULL if never; a duplicate's source is removed only
-    after such a check (see :func:`handlers.store.verify_object`)."""
+    after such a check (see :func:`handlers.files.store.verify_object`)."""
     db.execute("ALTER TABLE objects ADD COLUMN verified_at REAL")
 
 
@@ -150,8 +123,15 @@ def _m6_claim_order(db: Database) -> None:
     db.execute("CREATE INDEX jobs_claim ON jobs(state, created_at)")
 
 
+def _m7_schema_versions(db: Database) -> None:
+    """``schema_versions(capability, version)``: each capability's own migration track
+    (:func:`migrate_capabilities`)."""
+    db.execute("CREATE TABLE schema_versions (capability TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+
+
 MIGRATIONS: list[Migration] = [
     _m1_initial, _m2_vectors, _m3_sidecars, _m4_job_owner, _m5_object_verified, _m6_claim_order,
+    _m7_schema_versions,
 ]
 """Schema migrations in order; migration ``i`` brings ``user_version`` from ``i`` to ``i + 1``.
 Append, never edit a released one."""
@@ -181,7 +161,9 @@ def open_db(path: Path | str) -> Database:
 
 
 def migrate(db: Database) -> int:
-    """Apply pending migrations, each in its own transaction; returns the schema version."""
+    """Apply pending core migrations, then each capability's (:func:`migrate_capabilities`),
+    each in its own transaction; returns the core schema version. Raises CatalogError for a
+    database made by a newer harbord."""
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
     if version > len(MIGRATIONS):
         raise CatalogError(f"database schema {version} is newer than this harbord ({len(MIGRATIONS)})")
@@ -189,7 +171,33 @@ def migrate(db: Database) -> int:
         with db.atomic():
             MIGRATIONS[index](db)
             db.execute(f"PRAGMA user_version = {index + 1}")
+    migrate_capabilities(db)
     return len(MIGRATIONS)
+
+
+def migrate_capabilities(db: Database) -> dict[str, int]:
+    """Bring every capability's tables up to date on its own track: its migration ``i`` brings
+    ``schema_versions.version`` from ``i`` to ``i + 1``, recorded in the same transaction.
+    Returns ``{capability: version}``. Raises CatalogError when the database holds a newer
+    version of a capability's tables than this harbord knows."""
+    from harbord.capability import capabilities
+
+    known = {str(row[0]): int(row[1]) for row in db.execute(
+        "SELECT capability, version FROM schema_versions").fetchall()}
+    done: dict[str, int] = {}
+    for cap in capabilities():
+        version = known.get(cap.name, 0)
+        if version > len(cap.migrations):
+            raise CatalogError(f"the {cap.name} tables are at version {version}, newer than "
+                               f"this harbord ({len(cap.migrations)})")
+        for index in range(version, len(cap.migrations)):
+            with db.atomic():
+                cap.migrations[index](db)
+                db.execute("INSERT INTO schema_versions(capability, version) VALUES (?, ?) "
+                           "ON CONFLICT(capability) DO UPDATE SET version = excluded.version",
+                           [cap.name, index + 1])
+        done[cap.name] = len(cap.migrations)
+    return done
 
 
 def _loads(row: dict[str, Any], *keys: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The Handler protocol and the chain runner.
 
-The core knows handlers only through this protocol and the registry ``handlers.BUILTIN``.
+The core knows handlers only through this protocol and the step registry the capabilities
+contribute (:data:`harbord.capability.STEPS`).
 """
 
 from __future__ import annotations
@@ -8,11 +9,14 @@ from __future__ import annotations
 import sqlite3
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Protocol, Self, runtime_checkable
 
 from harbord.errors import HandlerError, PermanentError, RetryableError, Skip
 from harbord.job import Job
 from harbord.txn import is_busy
+
+if TYPE_CHECKING:
+    from harbord.context import Context
 
 
 @runtime_checkable
@@ -24,6 +28,12 @@ class Handler(Protocol):
     """
 
     name: ClassVar[str]
+
+    @classmethod
+    def from_context(cls, ctx: Context) -> Self:
+        """Build the step from what it needs in the run's context (config, catalog, shared
+        resources); called once per run. Raises ConfigError when the step cannot be built."""
+        ...
 
     async def handle(self, job: Job) -> Job:
         """Process one job and return the updated record."""

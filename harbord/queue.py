@@ -20,13 +20,16 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
 
 from harbord.job import Job
 from harbord.pathtext import display, from_db, to_db
 from harbord.procs import process_alive, process_start_ticks, process_token
+
+if TYPE_CHECKING:
+    from harbord.config import PipelineConfig
 
 __all__ = ["Claimed", "JobQueue", "backoff_seconds", "process_alive", "process_start_ticks",
            "process_token"]
@@ -61,6 +64,12 @@ class JobQueue:
         self.max_attempts = max_attempts
         self.retry_base = retry_base
         self.retry_cap = retry_cap
+
+    @classmethod
+    def for_config(cls, db: Database, pipeline: PipelineConfig) -> JobQueue:
+        """The job table on ``db`` with the ``[pipeline]`` retry settings (``max_attempts``,
+        ``retry_base_seconds``, ``retry_max_seconds``)."""
+        return cls(db, pipeline.max_attempts, pipeline.retry_base_seconds, pipeline.retry_max_seconds)
 
     def enqueue(
         self,

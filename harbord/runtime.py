@@ -11,7 +11,6 @@ kind, the first parse result arrives ~0.6 s after process start.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,7 +94,7 @@ def open_runtime(config: Config, *, processes: bool = True) -> Runtime:
         db = open_group_db(config.db_path)  # the one writer, group commit
         catalog = Catalog(db)
         ctx = Context(config=config, db=db, catalog=catalog)
-        queue = JobQueue(db, pipeline.max_attempts, pipeline.retry_base_seconds, pipeline.retry_max_seconds)
+        queue = JobQueue.for_config(db, pipeline)
         handlers: list[Handler] = [cls.from_context(ctx) for cls in classes]
     except BaseException:
         if processes:
@@ -104,32 +103,25 @@ def open_runtime(config: Config, *, processes: bool = True) -> Runtime:
     return Runtime(config=config, ctx=ctx, queue=queue, handlers=handlers)
 
 
-def handler_classes(config: Config) -> list[Any]:
-    """The handler classes of ``pipeline.handlers``, in order (importing their modules).
-    Raises ConfigError for an unknown name."""
-    from handlers import BUILTIN
+def handler_classes(config: Config) -> list[type[Handler]]:
+    """The handler classes of ``pipeline.handlers``, in order (importing their modules) from
+    the capabilities' step registry (:data:`harbord.capability.STEPS`). Raises ConfigError for
+    an unknown name."""
+    from harbord.capability import STEPS
 
     try:
-        return [BUILTIN[name] for name in config.pipeline.handlers]
+        return [STEPS[name] for name in config.pipeline.handlers]
     except KeyError as err:
         raise ConfigError(f"unknown handler {err.args[0]!r}", key="pipeline.handlers") from err
 
 
 def start_cpu_pool(config: Config, *, start: bool = True) -> None:
     """Set up the CPU process pool for the configured chain (``pipeline.cpu_processes``
-    workers, the chain's modules preloaded and warmed); ``start``: start its workers now, in
-    the background. The handler modules are not imported here: ``harbord ingest`` calls this
-    right after reading the config, so the pool's start-up (~0.3 s: a fork server importing
-    guessit and building its rules) overlaps everything else it does."""
+    workers, the modules its steps name preloaded and warmed:
+    :func:`harbord.capability.pool_setup`); ``start``: start its workers now, in the background.
+    The handler modules are not imported here: ``harbord ingest`` calls this right after
+    reading the config, so the pool's start-up (~0.3 s: a fork server importing guessit and
+    building its rules) overlaps everything else it does."""
+    from harbord.capability import pool_setup
+
     offload.configure(config.pipeline.cpu_processes, start=start, **pool_setup(config.pipeline.handlers))
-
-
-def pool_setup(names: Sequence[str]) -> dict[str, Any]:
-    """What the CPU pool preloads for the handlers ``names``: ``preload`` = the modules of those
-    that use the pool (the fork server imports them once for all workers), ``warmups`` = each
-    such module's optional top-level ``warm_worker()`` (run by the fork server, and by each
-    worker as it starts)."""
-    from handlers import POOL_USERS, module_of
-
-    modules = list(dict.fromkeys(module_of(name) for name in names if name in POOL_USERS))
-    return {"preload": modules, "warmups": [f"{m}:warm_worker" for m in modules]}

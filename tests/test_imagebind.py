@@ -20,8 +20,8 @@ torch = pytest.importorskip("torch")
 if importlib.util.find_spec("imagebind") is None:  # importing it would run its torchaudio imports
     pytest.skip("imagebind-unofficial is not installed", allow_module_level=True)
 
-from harbord.config import EmbedConfig  # noqa: E402
-from harbord.embedders import imagebind as ib  # noqa: E402
+from handlers.search.config import EmbedConfig  # noqa: E402
+from handlers.search.embedders import imagebind as ib  # noqa: E402
 
 TINY: dict[str, Any] = {
     "vision_embed_dim": 32, "vision_num_blocks": 1, "vision_num_heads": 2,
@@ -77,7 +77,7 @@ def _unit(vectors: np.ndarray, n: int) -> None:
 
 
 def test_model_code_imports_without_torchvision_or_torchaudio() -> None:
-    code = ("import sys; from harbord.embedders.imagebind import import_model_code; import_model_code(); "
+    code = ("import sys; from handlers.search.embedders.imagebind import import_model_code; import_model_code(); "
             "heavy = ('torchvision', 'torchaudio', 'pytorchvideo', 'timm'); "
             "print(sorted(m for m in heavy if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -127,8 +127,7 @@ def test_preprocessing_shapes(media: dict[str, Path]) -> None:
 
 
 def test_wrong_or_missing_weights_fail_clearly(tiny: tuple[Any, Path], tmp_path: Path) -> None:
-    from harbord.embedders import EmbeddingError
-    from harbord.errors import ConfigError
+    from harbord.errors import ConfigError, EmbeddingError
 
     model, _ = tiny
     raw = tmp_path / "imagebind_huge.pth"  # a raw state dict is read as the huge model: mismatch
@@ -144,11 +143,11 @@ def test_wrong_or_missing_weights_fail_clearly(tiny: tuple[Any, Path], tmp_path:
 async def test_photo_item_is_embedded_from_its_image(tiny: tuple[Any, Path], media: dict[str, Path],
                                                     tmp_path: Path) -> None:
     pytest.importorskip("hnswlib")
+    from handlers.search.reader import SpaceReader
+    from handlers.search.service import SemanticIndex
     from harbord.catalog import Catalog, open_db
     from harbord.config import Config, PathsConfig
     from harbord.job import Job
-    from harbord.search import SpaceReader
-    from harbord.semantic import SemanticIndex
 
     model, _ = tiny
     embedder = ib.ImageBind(model, space="imagebind-tiny", model_id="tiny")

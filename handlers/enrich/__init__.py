@@ -1,0 +1,11 @@
+"""The ``enrich`` capability: metadata from TMDb, OMDb and MusicBrainz (the enrichment issue).
+
+For now it contributes only the item text read from the ``items.enrichment`` column
+(:mod:`.text`); its steps, providers, cache and rate limits come with the enrichment issue.
+"""
+
+from __future__ import annotations
+
+from harbord.capability import Capability
+
+CAPABILITY = Capability(name="enrich", text=("handlers.enrich.text:facts",))
