@@ -16,7 +16,9 @@ capability is a :class:`Capability` value: its ``name`` and what it contributes 
 - ``doctor``: checks, ``"module:function"``, each ``(Config) -> Iterable[Check]``;
 - ``text``: contributions to an item's embedding text, ``"module:function"``, each
   ``(item row) -> TextFacts`` (see :mod:`handlers.search.item_text`);
-- ``routes`` and ``subscribers``: later, HTTP routes and event subscribers, ``"module:attr"``.
+- ``subscribers``: event subscribers, ``"module:function"``, each ``(Context) -> EventSink``;
+  the daemon adds what they return to its fan-out sink (:class:`harbord.events.FanOut`);
+- ``routes``: HTTP routes, ``"module:attr"`` (for the HTTP API issue).
 
 Everything named as ``"module:attr"`` is imported on first use (:func:`resolve`), so listing the
 capabilities (every CLI command validates a config, which needs the step names and config

@@ -9,25 +9,39 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
 from harbord.catalog import Catalog
 from harbord.config import Config
+from harbord.queue import JobQueue
 
 T = TypeVar("T")
 
 
 @dataclass
 class Context:
-    """Dependencies of handlers; owned (and closed) by the daemon or the ``ingest`` command."""
+    """The one dependency container of a run: config, database, catalog, job table and shared
+    resources; handed to every handler's ``from_context``, owned (and closed) by the daemon or
+    the ``ingest`` command."""
 
     config: Config
     db: Database
     catalog: Catalog
+    queue: JobQueue = None  # type: ignore[assignment]  # built in __post_init__ when not given
+    """The durable job table on ``db``, with the ``[pipeline]`` retry settings."""
     _resources: dict[str, Any] = field(default_factory=dict)
     _closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.queue is None:
+            self.queue = JobQueue.for_config(self.db, self.config.pipeline)
+
+    def watch_roots(self) -> list[Path]:
+        """The watched folders."""
+        return [w.path for w in self.config.watches()]
 
     def shared(self, key: str, factory: Callable[[], T], close: Callable[[T], Any] | None = None) -> T:
         """Return the resource stored under ``key``, building it with ``factory`` the first time.

@@ -23,9 +23,10 @@ from typing import Any
 import sdnotify
 import structlog
 
-from harbord import daemon_lock
+from harbord import daemon_lock, queries
+from harbord.capability import contributions
 from harbord.config import Config, WatchConfig
-from harbord.events import EventSink, NullSink
+from harbord.events import FanOut
 from harbord.fsio import sweep_temps
 from harbord.runtime import Runtime, open_runtime
 from harbord.supervise import Supervisor
@@ -76,16 +77,19 @@ class Daemon:
         self.exit_code = 0
         self.lock = daemon_lock.hold(config.paths.state)  # one daemon per state folder
         self.rt: Runtime = open_runtime(config)
-        self.sink: EventSink = NullSink()
+        self.sink = FanOut()
+        """Every event goes to the MQTT outbox and each capability's subscribers."""
         self.publisher: Any = None
         if config.mqtt.enabled:
             from harbord.mqtt import Publisher
 
             self.publisher = Publisher(config.mqtt, self.rt.ctx.db, self.state)
-            self.sink = self.publisher
+            self.sink.add(self.publisher)
+        for subscriber in contributions("subscribers"):  # each: (Context) -> EventSink
+            self.sink.add(subscriber(self.rt.ctx))
         self.runner = Runner(
-            self.rt.queue, self.rt.handlers, self.sink,
-            watch_roots=self.rt.watch_roots(), on_change=self._changed,
+            self.rt.ctx.queue, self.rt.handlers, self.sink,
+            watch_roots=self.rt.ctx.watch_roots(), on_change=self._changed,
         )
         self.watcher = Watcher(
             config.watches(), self._submit,
@@ -96,14 +100,14 @@ class Daemon:
 
     def state(self) -> dict[str, Any]:
         """The retained state snapshot (see README, ``<base>/state``)."""
-        return self.rt.snapshot(active=len(self.runner.active))
+        return queries.snapshot(self.rt.ctx.catalog, self.rt.ctx.queue, active=len(self.runner.active))
 
     def _changed(self) -> None:
         if self.publisher is not None:
             self.publisher.state_changed()
 
     def _seen(self, path: str, size: int, mtime: float) -> bool:
-        return self.rt.catalog.file_seen(path, size, mtime) or self.rt.queue.known(path, size, mtime)
+        return self.rt.ctx.catalog.file_seen(path, size, mtime) or self.rt.ctx.queue.known(path, size, mtime)
 
     def _submit(self, path: str, size: int, mtime: float, watch: WatchConfig) -> bool:
         """Queue a settled file; False while the database is busy (the watcher offers it again)."""
@@ -130,7 +134,7 @@ class Daemon:
             if self.stop_event.is_set():
                 return
             await ready(self.rt.ctx.db)
-            if count := self.rt.queue.recheck():
+            if count := self.rt.ctx.queue.recheck():
                 log.info("jobs of processes that are gone put back", count=count)
                 self.runner.wake.set()
 
@@ -156,7 +160,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
         loop.add_signal_handler(signal.SIGUSR1, self.runner.wake.set)  # `harbord ingest` queued jobs
-        recovered = self.rt.queue.recover()
+        recovered = self.rt.ctx.queue.recover()
         swept = sweep_temps(self.config.paths.library / "objects")
         if swept:
             log.info("temp files of dead writers removed", count=len(swept),

@@ -1,14 +1,17 @@
 """Job transition events and where they go.
 
 An event is a JSON-able dict: ``{"type", "job_id", "path", "item_id", "stage", "error", "ts"}``
-with ``type`` in EVENT_TYPES. The daemon's sink is the MQTT outbox; tests and ``ingest`` may
-use a list.
+with ``type`` in EVENT_TYPES. The daemon's sink is a :class:`FanOut` to the MQTT outbox and
+every capability's event subscribers (``Capability.subscribers``; later the HTTP event stream),
+so each receives every event; tests and ``ingest`` may use a list.
 """
 
 from __future__ import annotations
 
 import time
 from typing import Any, Protocol
+
+import structlog
 
 from harbord.pathtext import display
 
@@ -39,6 +42,36 @@ class ListSink:
     def emit(self, event: dict[str, Any]) -> None:
         """Append ``event``."""
         self.events.append(event)
+
+
+class FanOut:
+    """Hands every event to each of its sinks, in the order they were added.
+
+    A sink that raises does not keep the event from the others, and never reaches the caller
+    (event delivery must not fail ingestion): the error is logged with the sink's type.
+    """
+
+    def __init__(self, sinks: list[EventSink] | None = None) -> None:
+        self.sinks: list[EventSink] = list(sinks or [])
+
+    def add(self, sink: EventSink) -> None:
+        """Deliver later events to ``sink`` too."""
+        self.sinks.append(sink)
+
+    def remove(self, sink: EventSink) -> None:
+        """Stop delivering to ``sink`` (a closed event stream); unknown sinks are ignored."""
+        if sink in self.sinks:
+            self.sinks.remove(sink)
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Give ``event`` to every sink."""
+        for sink in list(self.sinks):
+            try:
+                sink.emit(event)
+            except Exception as err:  # one subscriber's fault is not the others'
+                structlog.get_logger("harbord.events").error(
+                    "event sink failed", sink=type(sink).__name__, error=repr(err),
+                    event_type=event.get("type"))
 
 
 def make_event(

@@ -1,4 +1,5 @@
-"""What the CLI and (later) the HTTP API ask of the catalog and job table: status, show, retry.
+"""What the CLI, MQTT and (later) the HTTP API ask of the catalog and job table: status, show,
+retry, and the daemon's state snapshot.
 
 Each function opens the database of ``config`` for its own answer and closes it, so it can run
 beside the daemon (WAL: readers never block the writer). Results are typed dicts, the shapes
@@ -11,11 +12,15 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from sqlite_utils import Database
 
 from harbord.config import Config
+
+if TYPE_CHECKING:
+    from harbord.catalog import Catalog
+    from harbord.queue import JobQueue
 
 HASH = re.compile(r"[0-9a-f]{64}")
 """A content hash (BLAKE3 hex) as ``show`` accepts it."""
@@ -91,6 +96,24 @@ def show(config: Config, ref: str) -> Item | None:
             job = JobQueue.for_config(db, config.pipeline).get(ref)
             item_id = job["record"].item_id if job else catalog.item_id_for_path(os.path.abspath(ref))
         return catalog.get_item(item_id) if item_id is not None else None
+
+
+def snapshot(catalog: Catalog, queue: JobQueue, active: int = 0) -> dict[str, Any]:
+    """The daemon's state, published retained on ``<base>/state`` (README, MQTT): queue depth,
+    ``active`` jobs, jobs by state, totals, outcome totals and the last item."""
+    jobs = queue.counts()
+    outcomes = queue.outcome_counts()
+    return {
+        "queue_depth": jobs["pending"],
+        "active_jobs": active,
+        "jobs": jobs,
+        "totals": catalog.totals(),
+        "ingested_total": outcomes["ingested"],
+        "duplicate_total": outcomes["duplicate"],
+        "failed_total": jobs["failed"] + jobs["dead"],
+        "dead": jobs["dead"],
+        "last_item": catalog.last_item(),
+    }
 
 
 def retry(config: Config, job_id: str | None = None, states: tuple[str, ...] = ()) -> list[str]:

@@ -12,8 +12,7 @@ kind, the first parse result arrives ~0.6 s after process start.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harbord import offload
 from harbord.chain import Handler
@@ -21,44 +20,16 @@ from harbord.config import Config, ensure_dirs
 from harbord.errors import ConfigError
 
 if TYPE_CHECKING:
-    from harbord.catalog import Catalog
     from harbord.context import Context
-    from harbord.queue import JobQueue
 
 
 @dataclass
 class Runtime:
-    """Open database, catalog, job table, handler context and the built handler chain."""
+    """One open run: the dependency container handed to handlers (:class:`Context`: config,
+    database, catalog, job table, shared resources) and the handler chain built on it."""
 
-    config: Config
     ctx: Context
-    queue: JobQueue
     handlers: list[Handler]
-
-    @property
-    def catalog(self) -> Catalog:
-        """The catalog on the runtime's database."""
-        return self.ctx.catalog
-
-    def watch_roots(self) -> list[Path]:
-        """The watched folders."""
-        return [w.path for w in self.config.watches()]
-
-    def snapshot(self, active: int = 0) -> dict[str, Any]:
-        """The state published on ``<base>/state`` (and shown by ``status``)."""
-        jobs = self.queue.counts()
-        outcomes = self.queue.outcome_counts()
-        return {
-            "queue_depth": jobs["pending"],
-            "active_jobs": active,
-            "jobs": jobs,
-            "totals": self.catalog.totals(),
-            "ingested_total": outcomes["ingested"],
-            "duplicate_total": outcomes["duplicate"],
-            "failed_total": jobs["failed"] + jobs["dead"],
-            "dead": jobs["dead"],
-            "last_item": self.catalog.last_item(),
-        }
 
     async def aclose(self) -> None:
         """Close handler resources (index saves happen here), the pool and the database."""
@@ -93,14 +64,13 @@ def open_runtime(config: Config, *, processes: bool = True) -> Runtime:
         check_catalog(config.db_path, config.paths.library)
         db = open_group_db(config.db_path)  # the one writer, group commit
         catalog = Catalog(db)
-        ctx = Context(config=config, db=db, catalog=catalog)
-        queue = JobQueue.for_config(db, pipeline)
+        ctx = Context(config=config, db=db, catalog=catalog, queue=JobQueue.for_config(db, pipeline))
         handlers: list[Handler] = [cls.from_context(ctx) for cls in classes]
     except BaseException:
         if processes:
             offload.shutdown()
         raise
-    return Runtime(config=config, ctx=ctx, queue=queue, handlers=handlers)
+    return Runtime(ctx=ctx, handlers=handlers)
 
 
 def handler_classes(config: Config) -> list[type[Handler]]:

@@ -146,18 +146,18 @@ async def _run_here(config: Config, files: Files, action: str, quiet: bool) -> d
     try:
         with progress:
             task = progress.add_task("ingest", total=len(files))
-            runner = Runner(rt.queue, rt.handlers, _ProgressSink(_sink(config, rt.ctx.db), progress, task),
-                            watch_roots=rt.watch_roots())
+            sink = _ProgressSink(_sink(config, rt.ctx.db), progress, task)
+            runner = Runner(rt.ctx.queue, rt.handlers, sink, watch_roots=rt.ctx.watch_roots())
             await ready(rt.ctx.db)  # another process may hold the write lock: wait, do not fail
             ids = _submit_all(runner, files, action, progress, task)
             stop = asyncio.Event()
             await asyncio.gather(*(runner.work(stop, set(ids), drain=True)
                                    for _ in range(_ingest_workers(config))))
             # A daemon started meanwhile may have claimed some: follow those to their end.
-            while rt.queue.running_elsewhere(list((rows := rt.queue.get_many(list(ids))).values())):
+            while rt.ctx.queue.running_elsewhere(list((rows := rt.ctx.queue.get_many(list(ids))).values())):
                 progress.update(task, completed=sum(r["state"] in FINAL_STATES for r in rows.values()))
                 await asyncio.sleep(HANDOFF_POLL_SECONDS)
-            return _results(rt.queue, ids)
+            return _results(rt.ctx.queue, ids)
     finally:
         await rt.aclose()
 
