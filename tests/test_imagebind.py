@@ -77,7 +77,8 @@ def _unit(vectors: np.ndarray, n: int) -> None:
 
 
 def test_model_code_imports_without_torchvision_or_torchaudio() -> None:
-    code = ("import sys; from handlers.search.embedders.imagebind import import_model_code; import_model_code(); "
+    code = ("import sys; from handlers.search.embedders.imagebind import import_model_code; "
+            "import_model_code(); "
             "heavy = ('torchvision', 'torchaudio', 'pytorchvideo', 'timm'); "
             "print(sorted(m for m in heavy if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
