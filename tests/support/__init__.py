@@ -12,6 +12,8 @@
   processes (referenced by module path, e.g. ``"tests.support.pool_funcs:warm"``).
 - :mod:`tests.support.fixtures`: the recorded API responses and release names shared with
   other projects (``FIXTURES``, ``recorded_objects``).
+- :mod:`tests.support.leaks`: what a test left running in this process (threads, inotify
+  instances, child processes), read from ``/proc``; used by the leak guard in conftest.
 
 The pytest fixtures and hooks themselves (the session broker, ``ctx``, ``inbox``, the leak
 guards) stay in ``tests/conftest.py``.
