@@ -18,14 +18,30 @@
         └── PermanentError   corrupt media, unreadable file -> job failed, file left where it was
     Skip(Exception)          not a failure: duplicate, ignored file type
 
-Handlers translate library exceptions at their own boundary (``raise PermanentError(...) from
-err``). Any other exception escaping a handler fails the job with its traceback logged; the
-worker lives on.
+Each step translates library exceptions at its own boundary with :func:`translate`, in the way
+of httpx's ``map_exceptions``::
+
+    with translate({**DATABASE_BUSY, Refused: PermanentError, OSError: os_error}):
+        facts = await offload.io(read, job.path)
+
+A key is an exception class; its value is either a HarbordError subclass, raised with the
+original message, or a callable ``(err) -> BaseException`` returning the error to raise (it
+may return ``err`` itself to let it pass). The most specific key on the exception's MRO wins,
+whatever the mapping's order; every translated error is raised ``from err``. Skip,
+HandlerError and unmatched exceptions pass untouched. :data:`DATABASE_BUSY` is the standard
+entry for SQLite's busy/locked errors (RetryableError). Any other exception escaping a handler
+fails the job with its traceback logged (:func:`harbord.chain.run_stage`, which also turns a
+busy database into a RetryableError, as the last line of defence); the worker lives on.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from harbord.txn import is_busy
 
 if TYPE_CHECKING:
     from harbord.job import Job
@@ -135,3 +151,52 @@ class Skip(Exception):  # noqa: N818 - the design names it Skip: it is an outcom
         self.outcome = outcome
         self.reason = reason
         self.job = job
+
+
+Translation: TypeAlias = "type[HarbordError] | Callable[[Any], BaseException]"
+"""What :func:`translate` turns a matched exception into: a HarbordError subclass (built from
+the exception's message) or a callable given the exception (``(err) -> error to raise``)."""
+Translations: TypeAlias = "Mapping[type[BaseException], Translation]"
+
+
+@contextlib.contextmanager
+def translate(mapping: Translations) -> Iterator[None]:
+    """Translate exceptions raised in the ``with`` block per ``mapping`` (see the module
+    docstring).
+
+    The exception's class and its bases are looked up in ``__mro__`` order: the most specific
+    key wins, whatever the mapping's order. A HarbordError subclass value is raised as
+    ``value(str(err)) from err``; a callable value as ``value(err) from err``, or, when it
+    returns ``err`` itself, the exception is re-raised untouched. Skip, HandlerError (already
+    the chain's language), exceptions no key matches and BaseExceptions that are not Exceptions
+    (cancellation, KeyboardInterrupt) pass through untouched.
+
+    Raises the translated error; whatever the block raised otherwise.
+    """
+    try:
+        yield
+    except (Skip, HandlerError):
+        raise
+    except Exception as err:
+        target = next((mapping[cls] for cls in type(err).__mro__ if cls in mapping), None)
+        if target is None:
+            raise
+        if isinstance(target, type):  # a HarbordError subclass
+            raise target(str(err)) from err
+        replaced = target(err)
+        if replaced is err:
+            raise
+        raise replaced from err
+
+
+def _busy(err: sqlite3.OperationalError) -> BaseException:
+    """A busy/locked database -> RetryableError("database: ..."); any other OperationalError
+    passes untouched."""
+    return RetryableError(f"database: {err}") if is_busy(err) else err
+
+
+DATABASE_BUSY: Translations = {sqlite3.OperationalError: _busy}
+"""The standard entry for a step whose block writes or reads SQLite: "database is locked" /
+"database is busy" (another process holds the lock past the busy timeout; also
+:class:`harbord.groupdb.DatabaseBusy`) becomes a RetryableError; merge it in:
+``translate({**DATABASE_BUSY, ...})``."""

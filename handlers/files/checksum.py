@@ -7,10 +7,10 @@ import dataclasses
 from typing import TYPE_CHECKING, ClassVar
 
 from handlers.files.hashing import hash_file, unchanged
-from handlers.files.oserrors import os_error
+from handlers.files.oserrors import file_errors
 from harbord import offload
-from harbord.errors import PermanentError, RetryableError
-from harbord.fsio import Refused, job_roots
+from harbord.errors import RetryableError, translate
+from harbord.fsio import job_roots
 from harbord.job import Job
 
 if TYPE_CHECKING:  # annotations only: keeps pydantic/sqlite-utils/numpy out of the CPU pool's workers
@@ -34,13 +34,9 @@ class Checksum:
 
     async def handle(self, job: Job) -> Job:
         """Hash ``job.path``; see the class docstring."""
-        try:
+        with translate(file_errors()):
             facts = await offload.small_io(job.size, hash_file, job.path,
                                            job_roots(job.watch_root, job.path) if job.watch_root else [])
-        except OSError as err:
-            raise os_error(err) from err
-        except Refused as err:
-            raise PermanentError(str(err)) from err
         before, after = facts["before"], facts["after"]
         if before != after or facts["read"] != after[0] or not unchanged(job, *after):
             raise RetryableError("file changed while hashing (size or mtime differ from settle time)")

@@ -1,10 +1,12 @@
-"""OSError -> the chain's errors, for the files capability's steps (``raise os_error(err) from err``)."""
+"""OSError -> the chain's errors, for the files capability's steps: ``with
+translate(file_errors()):`` (:func:`harbord.errors.translate`) around a step's file I/O."""
 
 from __future__ import annotations
 
 import errno
 
-from harbord.errors import HandlerError, PermanentError, RetryableError
+from harbord.errors import HandlerError, PermanentError, RetryableError, Translations
+from harbord.fsio import Refused
 
 TRANSIENT = frozenset({
     errno.EAGAIN, errno.EBUSY, errno.ETXTBSY, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE,
@@ -37,3 +39,10 @@ def os_error(err: OSError, doing: str = "cannot read", missing: str = "file disa
     if err.errno in TRANSIENT:
         return RetryableError(f"{doing}: {reason} (transient)")
     return PermanentError(f"{doing}: {reason}")
+
+
+def file_errors(doing: str = "cannot read", missing: str = "file disappeared") -> Translations:
+    """The :func:`harbord.errors.translate` mapping of a step's file I/O: OSError ->
+    :func:`os_error` (``doing``, ``missing``); Refused (outside the watched folders, not a regular
+    file) -> PermanentError with its reason."""
+    return {OSError: lambda err: os_error(err, doing, missing), Refused: PermanentError}

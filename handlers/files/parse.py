@@ -25,7 +25,7 @@ from handlers.files.naming import NAME_PENDING, guess, guess_input
 from handlers.files.sidecar_store import keep_sidecars, remove_sources
 from handlers.files.sidecars import ART_EXTS, inspect_folder, sidecar_key, stem_candidates
 from harbord import offload
-from harbord.errors import PermanentError, Skip
+from harbord.errors import DATABASE_BUSY, PermanentError, Skip, translate
 from harbord.fsio import job_roots
 from harbord.job import Job
 from harbord.txn import flush, ready
@@ -53,7 +53,8 @@ class Parse:
 
     Raises Skip("ignored") for a sidecar file (by its name and folder, or because the catalog
     kept it as an item's sidecar already: it may be gone, moved with its media file) and
-    PermanentError("file disappeared") if the file is gone. Unreadable sidecars are noted in
+    PermanentError("file disappeared") if the file is gone; RetryableError("database: ...") if
+    another process keeps the catalog locked. Unreadable sidecars are noted in
     ``parsed["warnings"]``, never fatal.
     """
 
@@ -72,6 +73,10 @@ class Parse:
 
     async def handle(self, job: Job) -> Job:
         """Identify ``job.path``; see the class docstring."""
+        with translate(DATABASE_BUSY):  # the catalog's sidecar look-ups and late sidecars' writes
+            return await self._identify(job)
+
+    async def _identify(self, job: Job) -> Job:
         path = Path(job.path)
         photos = job.source == "photos"  # there a picture is a photo, never a video's cover
         seen = await offload.io(inspect_folder, path, not photos, job_roots(job.watch_root, job.path))

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, TypeAlias
 
 from handlers.files.media_kinds import ext_of, media_type_for
 from handlers.files.naming import NAME_PENDING
-from handlers.files.oserrors import os_error
+from handlers.files.oserrors import file_errors
 from harbord import offload
-from harbord.errors import PermanentError
+from harbord.errors import PermanentError, translate
 from harbord.job import Job
 
 if TYPE_CHECKING:  # annotations only: keeps pydantic/sqlite-utils/numpy out of the CPU pool's workers
@@ -272,13 +272,11 @@ class Probe:
         media_type = job.media_type or media_type_for(ext_of(job.path), {})
         kind = KIND.get(media_type, "other")
         name = job.parsed.get(NAME_PENDING)
-        try:
+        with translate(file_errors()):
             if isinstance(name, str):
                 facts, guessed = await offload.cpu(probe_and_name, job.path, kind, name)
             else:
                 facts, guessed = await offload.cpu(probe_file, job.path, kind), None
-        except OSError as err:
-            raise os_error(err) from err
         if "error" in facts:
             raise PermanentError(facts["error"])
         parsed = job.parsed

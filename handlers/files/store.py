@@ -30,12 +30,12 @@ import structlog
 
 from handlers.files.hashing import hash_fd, unchanged
 from handlers.files.media_kinds import ext_of
-from handlers.files.oserrors import os_error
+from handlers.files.oserrors import file_errors
 from handlers.files.placement import PLANS, fsync_dir, make_file, ways_for
 from handlers.files.sidecar_store import Kept, keep_sidecars, remove_sources
 from harbord import offload
-from harbord.errors import FileReplacedError, PermanentError, Skip
-from harbord.fsio import Refused, Source, job_roots, open_source
+from harbord.errors import DATABASE_BUSY, FileReplacedError, PermanentError, Skip, translate
+from harbord.fsio import Source, job_roots, open_source
 from harbord.job import Job
 from harbord.txn import flush, ready
 
@@ -185,7 +185,8 @@ class Store:
     ``Skip("duplicate", "same content as item N", job)`` raised. Idempotent: an existing object
     of the right size is reused, and a source already moved away (crash after move) is fine.
     Raises RetryableError("disk full ...") on ENOSPC and for a source that changed since
-    checksum, PermanentError for other I/O errors (with the system's reason).
+    checksum or a catalog another process keeps locked (``database: ...``), PermanentError for
+    other I/O errors (with the system's reason).
     """
 
     name: ClassVar[str] = "store"
@@ -217,21 +218,21 @@ class Store:
 
     async def handle(self, job: Job) -> Job:
         """Store ``job``'s content; see the class docstring."""
+        with translate(DATABASE_BUSY):  # the catalog's writes: another process holds the lock
+            return await self._store(job)
+
+    async def _store(self, job: Job) -> Job:
         if job.action not in PLANS:
             raise PermanentError(f"unknown action {job.action!r} (move, copy, link or keep)")
         known = self.catalog.get_object(job.file_hash) if job.file_hash else None
         final = self.object_path(job, known)
         assert job.file_hash  # checked by object_path
         roots = job_roots(job.watch_root, job.path)
-        try:
+        with translate(file_errors("cannot store")):
             # inline for a small file unless it is copied (a copy is fsynced: ~3 ms of waiting)
             size = 0 if job.action == "copy" or _links(job.path) > 1 else job.size
             placed = await offload.small_io(size, place, final, job,
                                             roots if job.watch_root else [], known)
-        except OSError as err:
-            raise os_error(err, "cannot store") from err
-        except Refused as err:
-            raise PermanentError(str(err)) from err
         kept: list[Kept] = []
         warnings: list[str] = []
         if job.sidecars:
@@ -255,10 +256,8 @@ class Store:
                 self.catalog.update_item(item_id, {"sidecars": stored.sidecars})
         if job.action == "move" and placed["source_present"]:
             await flush(self.catalog.db)  # what is known is on disk before the source goes
-            try:
+            with translate(file_errors("cannot remove the source after storing")):
                 removed = await offload.small_io(job.size, remove_source, job.path, final, placed["source"])
-            except OSError as err:
-                raise os_error(err, "cannot remove the source after storing") from err
             if removed:
                 await ready(self.catalog.db)
                 self.catalog.add_file(stored, item_id, present=False)

@@ -10,7 +10,8 @@ space's append-only store as *staged*. The ``index`` step makes it live. Sets
 Idempotent: when the item's live vector was made from the same input, nothing is embedded and
 the live id is reused. Heavy imports (torch, the model) happen on first use, not at import.
 
-The enrichment step re-embeds an item after adding text with :func:`reembed_item`.
+The enrichment step re-embeds an item after adding text with
+:func:`handlers.search.service.reembed_item`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, ClassVar
 
-from harbord.errors import ConfigError, PermanentError, RetryableError
+from harbord.errors import (
+    DATABASE_BUSY,
+    ConfigError,
+    EmbeddingError,
+    PermanentError,
+    RetryableError,
+    SpaceBusyError,
+    VectorError,
+    translate,
+)
 from harbord.job import Job
 
 if TYPE_CHECKING:
@@ -48,35 +58,21 @@ class Embed:
 
     async def handle(self, job: Job) -> Job:
         """Stage the item's vector; returns the job with ``vectors[space]`` set."""
-        from harbord.errors import EmbeddingError, SpaceBusyError, VectorError
-
         item_id = job.item_id
         if item_id is None and job.file_hash:
             item_id = self.service.catalog.item_id_for_object(job.file_hash)
         if item_id is None:
             raise PermanentError("no catalog item to embed (the 'store' step must run before 'embed')")
-        try:
+        with translate({
+            **DATABASE_BUSY,
+            KeyError: lambda err: PermanentError(f"item {item_id} is not in the catalog"),
+            SpaceBusyError: RetryableError,  # (a VectorError: the more specific key wins)
+            ConfigError: PermanentError, EmbeddingError: PermanentError, VectorError: PermanentError,
+            OSError: lambda err: RetryableError(f"vector store write failed: {err}"),
+        }):
             embedder = await self.service.embedder()
             inp = await self.service.input_for_item(item_id)
             vector_id = await self.service.embed_and_stage(inp)
-        except KeyError as err:
-            raise PermanentError(f"item {item_id} is not in the catalog") from err
-        except SpaceBusyError as err:
-            raise RetryableError(str(err)) from err
-        except (ConfigError, EmbeddingError, VectorError) as err:
-            raise PermanentError(str(err)) from err
-        except OSError as err:
-            raise RetryableError(f"vector store write failed: {err}") from err
         return dataclasses.replace(job, item_id=item_id,
                                    vectors={**job.vectors, embedder.space: vector_id})
 
-
-async def reembed_item(ctx: Context, item_id: int) -> dict[str, int]:
-    """Re-embed catalog item ``item_id`` and replace its vector (for the enrichment step).
-
-    Returns ``{space: live vector id}``. Raises KeyError for an unknown item and
-    :class:`handlers.search.embedders.EmbeddingError` when the model fails.
-    """
-    from handlers.search.service import reembed_item as _reembed
-
-    return await _reembed(ctx, item_id)

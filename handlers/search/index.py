@@ -15,7 +15,14 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, ClassVar
 
-from harbord.errors import PermanentError, RetryableError
+from harbord.errors import (
+    DATABASE_BUSY,
+    PermanentError,
+    RetryableError,
+    SpaceBusyError,
+    VectorError,
+    translate,
+)
 from harbord.job import Job
 
 if TYPE_CHECKING:
@@ -45,22 +52,19 @@ class Index:
 
     async def handle(self, job: Job) -> Job:
         """Commit ``job.vectors[space]``; returns the job with the item's live vector id."""
-        from harbord.errors import SpaceBusyError, VectorError
-
         if not job.vectors or job.item_id is None:
             return job
-        try:
+        with translate({
+            **DATABASE_BUSY,
+            SpaceBusyError: RetryableError,  # (a VectorError: the more specific key wins)
+            VectorError: PermanentError,
+            OSError: lambda err: RetryableError(f"vector index update failed: {err}"),
+        }):
             space = await self.service.space()
             vector_id = job.vectors.get(space.space)
             if vector_id is None:
                 return job
             live = await self.service.commit(job.item_id, int(vector_id))
-        except SpaceBusyError as err:
-            raise RetryableError(str(err)) from err
-        except VectorError as err:
-            raise PermanentError(str(err)) from err
-        except OSError as err:
-            raise RetryableError(f"vector index update failed: {err}") from err
         vectors = dict(job.vectors)
         if live is None:
             vectors.pop(space.space, None)
