@@ -8,8 +8,9 @@ from pathlib import Path
 
 from harbord.log import redact_secrets
 from tests.support.broker import Mosquitto
-from tests.support.daemon_proc import DaemonProc, Subscriber, wait_until
+from tests.support.daemon_proc import DaemonProc, Subscriber
 from tests.support.media import make_mp3
+from tests.support.waits import wait_until
 
 
 def test_sd_notify_ready_watchdog_and_stopping(tmp_path: Path) -> None:

@@ -16,8 +16,9 @@ import blake3
 import pytest
 
 from tests.support.broker import Mosquitto
-from tests.support.daemon_proc import DaemonProc, Subscriber, wait_until
+from tests.support.daemon_proc import DaemonProc, Subscriber
 from tests.support.media import make_flac, make_jpg_exif, make_mkv, make_mp3, make_mp4, truncate
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.slow
 

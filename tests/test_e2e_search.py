@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon_proc import DaemonProc, wait_until
+from tests.support.daemon_proc import DaemonProc
 from tests.support.fixtures import FIXTURES
 from tests.support.media import make_mp4
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.slow
 

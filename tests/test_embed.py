@@ -16,17 +16,19 @@ import pytest
 
 from handlers.search.batching import Batcher
 from handlers.search.config import EmbedConfig
-from handlers.search.embed import Embed, reembed_item
+from handlers.search.embed import Embed
 from handlers.search.embedders import Embedder, load_embedder
 from handlers.search.index import Index
 from handlers.search.item_text import build_item_text, item_text
 from handlers.search.reader import SpaceReader
+from handlers.search.service import reembed_item
 from harbord.catalog import Catalog, open_db
 from harbord.config import Config, PathsConfig
 from harbord.context import Context
 from harbord.errors import PermanentError
 from harbord.job import Job
 from tests.support.fixtures import FIXTURES
+from tests.support.waits import async_wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +76,8 @@ def test_minilm_vectors_are_unit_float32_and_semantic(minilm: Embedder) -> None:
 
 
 def test_importing_handlers_loads_no_model() -> None:
-    code = ("import sys, handlers.search.embed, handlers.search.index, handlers.search.embedders, handlers.search.service; "
+    code = ("import sys, handlers.search.embed, handlers.search.index, handlers.search.embedders, "
+            "handlers.search.service; "
             "print(sorted(m for m in ('torch', 'sentence_transformers', 'imagebind') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
@@ -229,8 +232,9 @@ async def test_the_index_is_saved_on_a_cadence_and_at_close(tmp_path: Path, mini
     folder = config.paths.state / "vectors" / "all-minilm-l6-v2"
     await index.handle(await embed.handle(add_item(ctx.catalog, 7, parsed={"title": "Taken"})))
     assert (read_meta(folder) or {}).get("applied_seq") == 0  # saved empty when the space opened
-    await asyncio.sleep(0.6)
-    assert (read_meta(folder) or {}).get("applied_seq") == 1  # the cadence saved the new vector
+    # the cadence (0.2 s) saves the new vector without any further call
+    await async_wait_until(lambda: (read_meta(folder) or {}).get("applied_seq") == 1, 5,
+                           what="the cadence's save")
     await index.handle(await embed.handle(add_item(ctx.catalog, 8, parsed={"title": "Her"})))
     await ctx.aclose()  # shutdown saves at once
     assert (read_meta(folder) or {}).get("applied_seq") == 2

@@ -27,9 +27,10 @@ from sqlite_utils import Database
 from harbord import mqtt
 from harbord.catalog import open_db
 from harbord.config import MqttConfig
-from harbord.events import NullSink, make_event
-from harbord.mqtt import OutboxSink, Publisher, discovery_configs, make_sink, node_id
+from harbord.events import make_event
+from harbord.mqtt import OutboxSink, Publisher, discovery_configs, node_id
 from tests.support.broker import Mosquitto, free_port
+from tests.support.waits import async_wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,6 +115,20 @@ async def retained(port: int, topic: str) -> aiomqtt.Message:
         message = got.on(topic)[0]
         assert message.retain, f"{topic}: message is not retained"
         return message
+
+
+async def sender_idle(publisher: Publisher, db: Database, got: Received, topic: str) -> dict[str, Any]:
+    """Emit a probe event and wait until ``got`` has it on ``topic`` and its outbox row is gone.
+
+    The sender deletes a row after its PUBACK and, with nothing else to publish, goes straight
+    on to wait for a wake-up (or the next poll) with no await in between: once the test sees
+    the outbox empty, the sender is idle. Returns the probe, which arrives first on ``topic``.
+    """
+    probe = make_event("queued", f"probe-{uuid.uuid4().hex[:8]}", "/inbox/probe.mkv")
+    publisher.emit(probe)
+    await got.until(lambda: probe in map(json.loads, got.payloads(topic)) and outbox_rows(db) == 0,
+                    what="the probe event delivered and its outbox row deleted")
+    return probe
 
 
 @pytest.fixture
@@ -214,11 +229,11 @@ async def test_events_arrive_in_order_with_their_fields(
         publishers.append(publisher)
         await publisher.start()
         await got.until(lambda: bool(got.on(state)), what="connected")
-        await asyncio.sleep(0.2)  # the sender is idle now
+        probe = await sender_idle(publisher, db, got, topic)
         for event in sent:
             publisher.emit(event)
-        await got.until(lambda: len(got.on(topic)) >= len(sent), what="60 events")
-        assert [json.loads(payload_text(m)) for m in got.on(topic)] == sent
+        await got.until(lambda: len(got.on(topic)) >= len(sent) + 1, what="60 events")
+        assert [json.loads(payload_text(m)) for m in got.on(topic)] == [probe, *sent]
         assert all(m.qos == 1 and not m.retain for m in got.on(topic))
         await got.until(lambda: outbox_rows(db) == 0, what="empty outbox")
 
@@ -298,9 +313,13 @@ async def test_outbox_delivers_every_event_once_in_order_after_broker_outage(
         async with subscriber(broker.port, topic) as (_, got):
             await gate.open()
             await got.until(lambda: len(got.on(topic)) >= 20, timeout=20, what="20 events")
-            await asyncio.sleep(0.5)  # a duplicate would arrive right behind the last one
-            assert [json.loads(payload_text(m)) for m in got.on(topic)] == outage
-            await got.until(lambda: outbox_rows(db) == 0, what="empty outbox")
+            # A marker emitted after the backlog: once it is delivered and the outbox is empty,
+            # nothing is left that could be sent again.
+            marker = make_event("queued", "after", "/inbox/after.mkv")
+            publisher.emit(marker)
+            await got.until(lambda: marker in map(json.loads, got.payloads(topic)) and outbox_rows(db) == 0,
+                            what="the marker delivered and an empty outbox")
+            assert [json.loads(payload_text(m)) for m in got.on(topic)] == [*outage, marker]
     finally:
         await publisher.stop()
         await gate.shut()
@@ -311,6 +330,8 @@ class SilentBroker:
 
     def __init__(self) -> None:
         self.port = 0
+        self.received = 0
+        """Bytes received so far (a client's CONNECT, then nothing more while it waits)."""
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
 
@@ -329,8 +350,8 @@ class SilentBroker:
     async def _swallow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.append(writer)
         with suppress(OSError):
-            while await reader.read(4096):
-                pass
+            while data := await reader.read(4096):
+                self.received += len(data)
 
 
 async def test_emit_and_stop_never_wait_for_a_hung_broker_and_events_survive(
@@ -341,7 +362,8 @@ async def test_emit_and_stop_never_wait_for_a_hung_broker_and_events_survive(
         hung_cfg = make_cfg(silent.port)
         publisher = Publisher(hung_cfg, db, dict)
         await publisher.start()
-        await asyncio.sleep(0.2)  # the connection attempt is now waiting for a CONNACK
+        # its CONNECT arrived: the connection attempt is now waiting for a CONNACK
+        await async_wait_until(lambda: silent.received > 0, what="the CONNECT packet")
         began = time.monotonic()
         for event in sent:
             publisher.emit(event)
@@ -379,14 +401,14 @@ async def test_rows_written_by_another_process_are_delivered_by_polling(
             publisher = Publisher(cfg, daemon_db, dict)
             publishers.append(publisher)
             await publisher.start()
-            await asyncio.sleep(0.3)
+            probe = await sender_idle(publisher, daemon_db, got, topic)
             sent = events(3, prefix="cli")
             sink = OutboxSink(cfg, cli_db)
             for event in sent:
                 sink.emit(event)  # nobody wakes the publisher
-            await got.until(lambda: len(got.on(topic)) >= 3, timeout=mqtt.POLL_SECONDS + 3,
+            await got.until(lambda: len(got.on(topic)) >= 4, timeout=mqtt.POLL_SECONDS + 3,
                             what="polled events")
-            assert [json.loads(payload_text(m)) for m in got.on(topic)] == sent
+            assert [json.loads(payload_text(m)) for m in got.on(topic)] == [probe, *sent]
     finally:
         await publishers.pop().stop()
         daemon_db.close()
@@ -414,12 +436,12 @@ async def test_state_is_retained_and_state_changed_is_debounced(
     broker: Mosquitto, db: Database, publishers: list[Publisher]
 ) -> None:
     cfg = make_cfg(broker.port)
-    topic = f"{cfg.base_topic}/state"
+    topic, status = f"{cfg.base_topic}/state", f"{cfg.base_topic}/status"
     snapshot: dict[str, Any] = {"queue_depth": 0, "active_jobs": 0, "dead": 0, "jobs": {},
                                 "ingested_total": 0, "failed_total": 0, "last_item": None}
     publisher = Publisher(cfg, db, lambda: dict(snapshot))
     publishers.append(publisher)
-    async with subscriber(broker.port, topic) as (_, got):
+    async with subscriber(broker.port, topic, status) as (_, got):
         await publisher.start()
         await got.until(lambda: bool(got.on(topic)), what="state at connect")
         assert json.loads(payload_text(got.on(topic)[0])) == snapshot
@@ -430,9 +452,12 @@ async def test_state_is_retained_and_state_changed_is_debounced(
             snapshot.update(queue_depth=depth, active_jobs=depth, ingested_total=9,
                             last_item={"id": 9, "title": "Brick"})
             publisher.state_changed()
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # the changes' pace (scenario)
         await got.until(lambda: len(got.on(topic)) >= 2, what="state after state_changed")
-        await asyncio.sleep(mqtt.STATE_DEBOUNCE + 0.3)
+        # stop() publishes a state still pending, then "stopped", and nothing after that:
+        # once "stopped" is here, a second publish of the window would be here too.
+        await publisher.stop()
+        await got.until(lambda: got.payloads(status)[-1:] == ["stopped"], what="stopped")
         assert len(got.on(topic)) == 2, "changes within the debounce window should make one publish"
         assert json.loads(payload_text(got.on(topic)[1])) == snapshot
     message = await retained(broker.port, topic)
@@ -537,8 +562,3 @@ async def test_password_is_used_but_never_logged(
             await publishers.pop().stop()
     assert any(entry["event"] == "mqtt.connected" for entry in logs)
     assert secret not in repr(logs)
-
-
-def test_make_sink(db: Database) -> None:
-    assert isinstance(make_sink(MqttConfig(enabled=False), db, dict), NullSink)
-    assert isinstance(make_sink(MqttConfig(), db, dict), Publisher)

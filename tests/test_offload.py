@@ -6,7 +6,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from harbord import offload
 from harbord.errors import RetryableError
 from tests.support import pool_funcs
+from tests.support.waits import async_wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,12 +31,13 @@ async def test_a_crashed_worker_fails_its_call_as_retryable_and_the_pool_is_repl
         offload.shutdown()
 
 
-async def test_calls_running_when_a_worker_dies_are_retryable_too() -> None:
+async def test_calls_running_when_a_worker_dies_are_retryable_too(tmp_path: Path) -> None:
     offload.configure(2)
     try:
         # Which call crashed the pool cannot be told: the one still sleeping fails alike.
-        sleeping = asyncio.ensure_future(offload.cpu(time.sleep, 5))
-        await asyncio.sleep(0.5)
+        flag = tmp_path / "sleeping"
+        sleeping = asyncio.ensure_future(offload.cpu(pool_funcs.touch_then_sleep, str(flag), 5))
+        await async_wait_until(flag.exists, 30, what="the sleeping call to run in a worker")
         outcomes = await asyncio.gather(offload.cpu(pool_funcs.crash), sleeping, return_exceptions=True)
         assert [type(o) for o in outcomes] == [RetryableError, RetryableError]
         assert isinstance(await offload.cpu(pool_funcs.pid), int)

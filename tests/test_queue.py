@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from sqlite_utils import Database
 from harbord.catalog import open_db
 from harbord.job import Job
 from harbord.queue import JobQueue, backoff_seconds, process_alive, process_start_ticks
+from tests.support.waits import wait_until
 
 
 @pytest.fixture
@@ -83,11 +83,12 @@ def test_retryable_backs_off_then_dies(db: Database) -> None:
     assert queue.claim() is None  # not before its backoff
     due = queue.next_due()
     assert due is not None and 0 < due <= 0.05
-    time.sleep(0.06)
-    assert queue.claim() is not None
+    assert wait_until(queue.claim, 5, 0.01) is not None  # once the backoff is over
     assert queue.fail(job_id, "network down", retryable=True) == "failed"
-    time.sleep(0.11)  # second backoff doubles
-    assert queue.claim() is not None
+    assert queue.claim() is None
+    due = queue.next_due()
+    assert due is not None and 0.05 < due <= 0.1  # second backoff doubles
+    assert wait_until(queue.claim, 5, 0.01) is not None
     assert queue.fail(job_id, "network down", retryable=True) == "dead"
     row = queue.get(job_id)
     assert row is not None and row["attempts"] == 3 and row["last_error"] == "network down"
@@ -101,7 +102,12 @@ def test_permanent_failure_is_not_retried_automatically(db: Database) -> None:
     job_id, _ = queue.enqueue("/in/bad.mkv", 1, 1.0)
     queue.claim()
     assert queue.fail(job_id, "corrupt", retryable=False) == "failed"
-    time.sleep(0.05)
+    # A retryable failure after it, on the same backoff: once that one is due again, the
+    # permanent one would have been too, had it been scheduled.
+    other, _ = queue.enqueue("/in/flaky.mkv", 1, 1.0)
+    assert queue.claim(only={other}) is not None
+    assert queue.fail(other, "network down", retryable=True) == "failed"
+    assert wait_until(lambda: queue.claim(only={other}), 5, 0.01) is not None
     assert queue.claim() is None
     assert queue.recent_failures()[0]["error"] == "corrupt"
     assert queue.retry(job_id) == [job_id]

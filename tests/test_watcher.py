@@ -11,6 +11,7 @@ import pytest
 
 from harbord.config import WatchConfig
 from harbord.watcher import Watcher, is_partial
+from tests.support.waits import async_wait_until
 
 
 class Collector:
@@ -24,9 +25,19 @@ class Collector:
         return sorted(Path(p).name for p, _ in self.got)
 
     async def wait_for(self, count: int, timeout: float = 5.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.got) < count and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
+        """Wait until ``count`` files were handed on; fails the test after ``timeout`` s."""
+        await async_wait_until(lambda: len(self.got) >= count, timeout, 0.02,
+                               what=f"{count} file(s) handed on (got {self.names()})")
+
+    async def wait_for_name(self, name: str, timeout: float = 5.0) -> None:
+        """Wait until a file called ``name`` was handed on.
+
+        A marker: a file written after the ones a test expects *not* to be handed on settles
+        after them (same rules, later events), so once the marker is here, any of those would
+        have been too; no fixed sleep is needed to prove that they were not.
+        """
+        await async_wait_until(lambda: name in self.names(), timeout, 0.02,
+                               what=f"{name} handed on (got {self.names()})")
 
 
 @pytest.fixture
@@ -51,11 +62,12 @@ async def test_file_is_handed_on_once_after_writing_finishes(inbox: Path) -> Non
             for _ in range(6):  # keeps changing for longer than settle_seconds
                 fh.write(b"x" * 1000)
                 fh.flush()
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)  # the slow writer's pace (scenario)
             assert sink.got == []
         await sink.wait_for(1)
-        await asyncio.sleep(0.5)
-        assert sink.got == [(str(inbox / "movie.mkv"), 6000)]
+        (inbox / "marker.mkv").write_bytes(b"m")  # a second hand-off would come before it
+        await sink.wait_for_name("marker.mkv")
+        assert sink.got == [(str(inbox / "movie.mkv"), 6000), (str(inbox / "marker.mkv"), 1)]
     finally:
         await watcher.stop()
 
@@ -68,13 +80,14 @@ async def test_partial_downloads_wait_for_their_final_name(inbox: Path) -> None:
             (inbox / name).write_bytes(b"data")
         (inbox / "f.mkv").write_bytes(b"data")
         (inbox / "f.mkv.aria2").write_bytes(b"ctl")
-        await asyncio.sleep(1.0)
-        assert sink.got == []
+        (inbox / "marker1.mkv").write_bytes(b"m")  # written last: settles after all of them
+        await sink.wait_for_name("marker1.mkv")
+        assert sink.names() == ["marker1.mkv"]
         os.rename(inbox / "a.mkv.part", inbox / "a.mkv")
         (inbox / "f.mkv.aria2").unlink()
-        await sink.wait_for(2)
-        await asyncio.sleep(0.3)
-        assert sink.names() == ["a.mkv", "f.mkv"]
+        (inbox / "marker2.mkv").write_bytes(b"m")
+        await sink.wait_for_name("marker2.mkv")
+        assert sink.names() == ["a.mkv", "f.mkv", "marker1.mkv", "marker2.mkv"]
     finally:
         await watcher.stop()
 
@@ -105,9 +118,9 @@ async def test_reconcile_offers_unseen_files_present_at_start(inbox: Path) -> No
     watcher = Watcher([watch], sink, settle_seconds=0.2, seen=lambda p, s, m: p == seen)
     await watcher.start()
     try:
-        await sink.wait_for(2)
-        await asyncio.sleep(0.3)
-        assert sink.names() == ["deep.mp3", "old.mkv"]
+        (inbox / "marker.mkv").write_bytes(b"m")  # after the reconcile pass: settles after it
+        await sink.wait_for_name("marker.mkv")
+        assert sink.names() == ["deep.mp3", "marker.mkv", "old.mkv"]
     finally:
         await watcher.stop()
 
@@ -120,9 +133,8 @@ async def test_excluded_folders_are_never_offered(inbox: Path) -> None:
     await watcher.start()
     try:
         (library / "obj.mkv").write_bytes(b"x")
-        (inbox / "real.mkv").write_bytes(b"y")
-        await sink.wait_for(1)
-        await asyncio.sleep(0.4)
+        (inbox / "real.mkv").write_bytes(b"y")  # written after obj.mkv: also its marker
+        await sink.wait_for_name("real.mkv")
         assert sink.names() == ["real.mkv"]
     finally:
         await watcher.stop()

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import blake3
@@ -20,8 +21,9 @@ from harbord.catalog import open_db
 from harbord.procs import process_alive, process_start_ticks
 from harbord.queue import JobQueue
 from harbord.supervise import GIVE_UP_CRASHES, Supervisor
-from tests.support.daemon_proc import DaemonProc, wait_until
+from tests.support.daemon_proc import DaemonProc
 from tests.support.media import make_mp4
+from tests.support.waits import async_wait_until, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -48,10 +50,21 @@ def test_an_append_style_writer_loses_nothing(tmp_path: Path) -> None:
         for chunk in chunks:  # opens, appends, closes every second
             with open(target, "ab") as fh:
                 fh.write(chunk)
-            time.sleep(0.9)
-        wait_until(lambda: d.status()["jobs"]["pending"] == 0 and d.status()["jobs"]["running"] == 0, 60)
-        time.sleep(2.5)
-        wait_until(lambda: d.status()["jobs"]["pending"] == 0 and d.status()["jobs"]["running"] == 0, 60)
+            time.sleep(0.9)  # the writer's pace (scenario)
+
+        def decided_on_the_whole() -> bool:
+            """Idle, with a finished job for the complete file (no earlier version has its size)."""
+            jobs = d.status()["jobs"]
+            if jobs["pending"] or jobs["running"]:
+                return False
+            with closing(sqlite3.connect(f"file:{d.state / 'harbord.db'}?mode=ro", uri=True)) as conn:
+                return bool(conn.execute("SELECT count(*) FROM jobs WHERE size = ? AND state IN "
+                                         "('done', 'failed', 'dead')", [len(whole)]).fetchone()[0])
+
+        # The last append settles and the daemon takes the complete file: wait for that, not
+        # a fixed time. Had it taken a part away mid-write, the rest would be a new, smaller
+        # file, and the complete one would exist nowhere.
+        wait_until(decided_on_the_whole, 60, what="a finished job for the complete file")
         assert _b3(whole) in _everywhere(d), "the complete file exists nowhere"
     finally:
         d.stop()
@@ -97,7 +110,7 @@ def test_a_30s_exclusive_lock_during_arrival_and_processing_loses_nothing(tmp_pa
             path = make_mp4(tmp_path / f"during{i}.mp4", seed=95 + i)
             wanted.add(_b3(path.read_bytes()))
             os.rename(path, d.inbox / path.name)
-            time.sleep(2)
+            time.sleep(2)  # arrivals spread over the lock's 30 s (scenario)
         assert locker.wait(60) == 0 and time.monotonic() - locked_at >= 29
         wait_until(lambda: wanted <= {p.name.split(".")[0] for p in d.objects()}, 90)
         wait_until(lambda: d.status()["jobs"]["done"] == 6, 60)
@@ -131,17 +144,14 @@ def test_temp_files_of_dead_writers_are_removed_at_start(tmp_path: Path) -> None
 
 def test_a_zombie_owner_is_dead_and_its_jobs_are_put_back(tmp_path: Path) -> None:
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])
-    token = ""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # exited, not reaped: state Z
+
+    def zombie_token() -> str:  # exited, not reaped: state Z
         with open(f"/proc/{zombie.pid}/stat", "rb") as fh:
             fields = fh.read().rsplit(b")", 1)[1].split()
-        if fields[0] == b"Z":
-            token = f"{zombie.pid}:{fields[19].decode()}"
-            break
-        time.sleep(0.02)
-    assert token, "the child never became a zombie"
+        return f"{zombie.pid}:{fields[19].decode()}" if fields[0] == b"Z" else ""
+
     try:
+        token = wait_until(zombie_token, 10, 0.02, what="the child to become a zombie")
         assert not process_alive(token)
         db = open_db(tmp_path / "h.db")
         queue = JobQueue(db)
@@ -169,8 +179,9 @@ async def test_a_crashing_task_is_restarted_then_given_up_and_the_supervisor_is_
     supervise.BACKOFF_MIN, old = 0.01, supervise.BACKOFF_MIN
     try:
         task = sup.start("t", crashes)
-        await asyncio.sleep(0.005)
-        assert not sup.healthy()
+        # crashed and waiting for its restart (not given up yet): unhealthy already
+        await async_wait_until(lambda: runs and "t" not in sup.given_up and not sup.healthy(), 5,
+                               0.001, what="unhealthy while restarting")
         await asyncio.wait_for(task, 5)
     finally:
         supervise.BACKOFF_MIN = old

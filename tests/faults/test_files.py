@@ -18,8 +18,9 @@ from handlers.files.store import Store
 from harbord.context import Context
 from harbord.errors import FileReplacedError
 from harbord.job import Job
-from tests.support.daemon_proc import DaemonProc, wait_until
+from tests.support.daemon_proc import DaemonProc
 from tests.support.media import make_mp4
+from tests.support.waits import wait_until
 
 SECRET = b"root:$6$not-for-the-library$:19000:0:99999:7:::\n"
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import blake3
 
-from tests.support.daemon_proc import DaemonProc, wait_until
+from tests.support.daemon_proc import DaemonProc
 from tests.support.media import make_mp4
+from tests.support.waits import wait_until
 
 ODD = b"x\xff.mp4"
 

@@ -34,7 +34,7 @@ async def _group_writes(db: GroupDatabase, rounds: int) -> None:
     for i in range(rounds):
         await db.ready()
         db.execute("INSERT INTO outbox(topic, payload, created_at) VALUES ('main', ?, 0)", [str(i)])
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # let the loop run between writes (scenario)
     await db.flush()
 
 

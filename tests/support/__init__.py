@@ -3,7 +3,9 @@
 - :mod:`tests.support.broker`: a private Mosquitto broker on a free loopback port
   (``Mosquitto``, ``free_port``).
 - :mod:`tests.support.daemon_proc`: ``harbord run`` as a real subprocess with a temp config
-  (``DaemonProc``), a paho MQTT ``Subscriber``, and ``wait_until`` to poll a condition.
+  (``DaemonProc``) and a paho MQTT ``Subscriber``.
+- :mod:`tests.support.waits`: ``wait_until`` / ``async_wait_until``, to wait on a condition
+  instead of sleeping a fixed time.
 - :mod:`tests.support.media`: real media files made with ffmpeg (mp3, flac, mp4, mkv, EXIF
   jpg), seeded so that bytes are reproducible or distinct at will.
 - :mod:`tests.support.contexts`: a handler ``Context`` on a real SQLite catalog in a temp

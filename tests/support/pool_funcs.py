@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 WARMED_IN: list[int] = []
 """Pids of the processes that ran :func:`warm` (the fork server's, then the worker's own)."""
@@ -27,3 +28,10 @@ def warm() -> None:
 def crash() -> None:
     """Die the way a crash in native code does: SIGSEGV, no Python clean-up."""
     os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def touch_then_sleep(flag: str, seconds: float) -> None:
+    """Create the file ``flag`` (the test's sign that the call is running), then sleep."""
+    with open(flag, "x"):
+        pass
+    time.sleep(seconds)
