@@ -9,13 +9,13 @@ hand its files over instead of running the chain beside it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from pathlib import Path
 from typing import IO
 
 from harbord.config import make_folder
 from harbord.errors import ConfigError, HarbordError
+from harbord.fsio import lock_fd, unlock
 
 LOCK_NAME = "daemon.lock"
 
@@ -31,9 +31,7 @@ def hold(state: Path) -> IO[bytes]:
     except OSError as err:
         raise ConfigError(f"cannot create {state / LOCK_NAME}: {err.strerror or err}",
                           key="paths.state") from err
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not lock_fd(handle.fileno(), blocking=False):
         handle.seek(0)
         other = handle.read().decode(errors="replace").strip()
         handle.close()
@@ -54,11 +52,9 @@ def running_pid(state: Path) -> int | None:
     except OSError:
         return None
     with handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not lock_fd(handle.fileno(), shared=True, blocking=False):
             with contextlib.suppress(ValueError):
                 return int(handle.read().decode(errors="replace").strip() or 0)
             return 0
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        unlock(handle.fileno())
         return None

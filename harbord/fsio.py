@@ -9,16 +9,27 @@ it afterwards (hash, hardlink, reflink, copy) uses that descriptor, never the na
 Temporary files harbord writes into the library carry the writer's process token
 (:func:`temp_name`), so a start-up sweep can remove the ones of processes that are gone
 (:func:`sweep_temps`).
+
+One copy each of the durable-write and locking patterns: :func:`fsync_path` (a file or a
+folder), :func:`rename_durably` (rename + folder fsync), :func:`write_atomic` (temp file +
+fsync + rename + folder fsync), and flock(2) on a lock file: :func:`lock_fd` (the one flock
+call, ``False`` when another holds it and the caller will not wait), :func:`try_lock` (a lock
+held for a process's life: the vector space's ``writer.lock``), :func:`locked` (a ``with``
+block: the ANN's ``save.lock``). ``daemon.lock`` (:mod:`harbord.daemon_lock`) locks its own
+open file with :func:`lock_fd`, as it reads and writes the pid through it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
 import re
 import secrets
 import stat
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,10 +132,90 @@ def open_source(path: str, roots: Sequence[str]) -> Source:
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:
-    """fsync a file or folder by name (a folder: so the names made in it survive a crash)."""
+    """fsync a file or folder by name (a folder: so the names made in it survive a crash).
+    Raises OSError."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def rename_durably(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
+    """Rename the finished (already fsynced) file ``tmp`` over ``final`` and fsync the folder,
+    so the new name survives a crash. Raises OSError."""
+    os.replace(tmp, final)
+    fsync_path(os.path.dirname(os.path.abspath(final)))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a crash leaves the old bytes or the new, never a part:
+    a temporary file beside it (:func:`temp_name`), fsync, rename, folder fsync. The temporary
+    file is removed if any of it fails. Raises OSError (disk full ...)."""
+    tmp = temp_name(path)
+    try:
+        with open(tmp, "xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        rename_durably(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# locks: flock(2) on a lock file -------------------------------------------------------------
+def lock_fd(fd: int, *, shared: bool = False, blocking: bool = True) -> bool:
+    """Take an flock on the open file ``fd`` (exclusive, or ``shared``). With ``blocking`` wait
+    for it and return True; else return False at once if another open file holds a conflicting
+    lock. The lock lasts until :func:`unlock`, or until every descriptor of that open file is
+    closed (the process ending included, however it ends). Raises OSError (ENOLCK ...)."""
+    op = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB)
+    try:
+        fcntl.flock(fd, op)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def unlock(fd: int) -> None:
+    """Drop the flock held through ``fd`` (the descriptor stays open)."""
+    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _open_lock_file(path: str | os.PathLike[str]) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+
+
+def try_lock(path: str | os.PathLike[str], *, shared: bool = False) -> int | None:
+    """Open (creating) the lock file ``path`` and take its flock without waiting. Returns the
+    descriptor holding the lock (close it to release: ``os.close``), or None when another
+    process holds a conflicting lock. Raises OSError when the file cannot be opened or locked."""
+    fd = _open_lock_file(path)
+    try:
+        if lock_fd(fd, shared=shared, blocking=False):
+            return fd
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike[str], *, shared: bool = False, blocking: bool = True) -> Iterator[int]:
+    """Hold the flock of the lock file ``path`` (created if missing) for the ``with`` block;
+    yields its descriptor. ``blocking``: wait for another holder to let go; else raise
+    BlockingIOError at once. Unlocked and closed on the way out. Raises OSError when the file
+    cannot be opened or locked."""
+    fd = _open_lock_file(path)
+    try:
+        if not lock_fd(fd, shared=shared, blocking=blocking):
+            raise BlockingIOError(errno.EWOULDBLOCK, "locked by another process", os.fspath(path))
+        try:
+            yield fd
+        finally:
+            unlock(fd)
     finally:
         os.close(fd)
 

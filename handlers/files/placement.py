@@ -17,7 +17,7 @@ from pathlib import Path
 
 from handlers.files.hashing import CHUNK
 from harbord.errors import PermanentError, RetryableError
-from harbord.fsio import Source, fsync_path, link_fd, temp_name
+from harbord.fsio import Source, fsync_path, link_fd, rename_durably, temp_name
 
 FICLONE = 0x40049409
 """``_IOW(0x94, 9, int)`` from linux/fs.h: share the source's extents with the destination."""
@@ -29,12 +29,6 @@ PLANS = {
 }
 """Ways to make the object, in order, per action: ``link`` hardlink, ``clone`` reflink only,
 ``copy`` reflink else a byte copy."""
-
-
-def fsync_dir(folder: Path) -> None:
-    """fsync a folder, so the names created in it survive a crash
-    (:func:`harbord.fsio.fsync_path`)."""
-    fsync_path(folder)
 
 
 def copy_bytes(src_fd: int, dst_fd: int) -> None:
@@ -122,7 +116,7 @@ def make_file(src: Source, final: Path, ways: tuple[str, ...], *, durable: bool 
     if not os.path.isdir(final.parent):
         final.parent.mkdir(parents=True, exist_ok=True)
         if durable:
-            fsync_dir(final.parent.parent)
+            fsync_path(final.parent.parent)
     if src.st.st_dev in _no_clone_devices:
         ways = tuple(way for way in ways if way != "clone")
     if ways and ways[0] == "link":  # a hardlink appears whole: made under its final name at once
@@ -136,15 +130,16 @@ def make_file(src: Source, final: Path, ways: tuple[str, ...], *, durable: bool 
             ways = ways[1:]
         else:
             if durable:
-                fsync_dir(final.parent)
+                fsync_path(final.parent)
             return "link"
     tmp = temp_name(final)
     try:
         for way in ways:
             if write_temp(src, tmp, way):
-                os.replace(tmp, final)
                 if durable:
-                    fsync_dir(final.parent)
+                    rename_durably(tmp, final)
+                else:
+                    os.replace(tmp, final)
                 return way
             tmp.unlink(missing_ok=True)
     finally:

@@ -49,7 +49,7 @@ from typing import Any
 from harbord import daemon_lock
 from harbord.config import Config, ensure_dirs
 from harbord.errors import CatalogDamagedError, CatalogError
-from harbord.fsio import fsync_path
+from harbord.fsio import fsync_path, rename_durably
 from harbord.integrity import catalog_has_objects, quick_check
 
 OBJECT_FILE = re.compile(r"([0-9a-f]{64})\.([a-z0-9]{1,16})")
@@ -346,8 +346,7 @@ def rebuild_catalog(config: Config, *, probe: bool = True, force: bool = False,
             new.finish()
             if db_path.exists() or Path(f"{db_path}-wal").exists():
                 report.moved_to = str(_aside(db_path, "replaced" if why is None else "damaged"))
-            os.rename(new.tmp, db_path)
-            fsync_path(db_path.parent)
+            rename_durably(new.tmp, db_path)
         except BaseException:
             new.abandon()
             raise

@@ -31,11 +31,11 @@ import structlog
 from handlers.files.hashing import hash_fd, unchanged
 from handlers.files.media_kinds import ext_of
 from handlers.files.oserrors import file_errors
-from handlers.files.placement import PLANS, fsync_dir, make_file, ways_for
+from handlers.files.placement import PLANS, make_file, ways_for
 from handlers.files.sidecar_store import Kept, keep_sidecars, remove_sources
 from harbord import offload
 from harbord.errors import DATABASE_BUSY, FileReplacedError, PermanentError, Skip, translate
-from harbord.fsio import Source, job_roots, open_source
+from harbord.fsio import Source, fsync_path, job_roots, open_source
 from harbord.job import Job
 from harbord.txn import flush, ready
 
@@ -168,7 +168,7 @@ def remove_source(src: str, final: Path, facts: list[int]) -> bool:
     if os.path.realpath(src) != os.path.realpath(final):
         os.unlink(src)
         with suppress(OSError):  # best effort: a lost unlink is redone by the next run
-            fsync_dir(Path(src).parent)
+            fsync_path(Path(src).parent)
         with suppress(OSError):  # the object is ours alone now
             os.chmod(final, stat.S_IMODE(obj.st_mode) & 0o444)
     return True

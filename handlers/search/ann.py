@@ -25,7 +25,6 @@ returns ``1 - cos`` distances.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
@@ -40,6 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from harbord.errors import IndexInvalid
+from harbord.fsio import fsync_path, locked, write_atomic
 
 if TYPE_CHECKING:
     from handlers.search.config import IndexConfig
@@ -64,26 +64,6 @@ def ann_params(index: IndexConfig) -> AnnParams:
     return AnnParams(index.m, index.ef_construction, index.ef_search)
 
 
-def fsync_dir(directory: Path) -> None:
-    """fsync a directory so a rename inside it survives a power cut."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via ``path.tmp`` + fsync + rename + directory fsync."""
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
 def file_blake3(path: Path) -> str:
     """BLAKE3 hex digest of a file's bytes."""
     hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
@@ -93,14 +73,11 @@ def file_blake3(path: Path) -> str:
 
 @contextlib.contextmanager
 def save_lock(directory: Path) -> Iterator[None]:
-    """Hold the space's save lock (an flock) while committing or cleaning index files."""
+    """Hold the space's save lock (an flock, waited for) while committing or cleaning index
+    files."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / SAVE_LOCK, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    with locked(directory / SAVE_LOCK):
+        yield
 
 
 def read_meta(directory: Path) -> dict[str, Any] | None:
@@ -238,9 +215,8 @@ class AnnIndex:
             name = f"index.{generation:06d}.bin"
             tmp = directory / f"{name}.{os.getpid()}.tmp"
             self.index.save_index(str(tmp))
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, directory / name)
+            fsync_path(tmp)
+            os.replace(tmp, directory / name)  # (the folder is fsynced with index.json's rename)
             meta = {
                 "format": FORMAT,
                 **extra,

@@ -22,7 +22,6 @@ and space.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import sqlite3
@@ -39,9 +38,10 @@ import structlog
 from numpy.typing import NDArray
 from sqlite_utils import Database
 
-from handlers.search.ann import AnnIndex, AnnParams, write_atomic
+from handlers.search.ann import AnnIndex, AnnParams
 from harbord.catalog import open_db
 from harbord.errors import IndexInvalid, SpaceBusyError, VectorError
+from harbord.fsio import try_lock, write_atomic
 from harbord.groupdb import ImmediateDatabase
 
 log = structlog.get_logger(__name__)
@@ -220,11 +220,11 @@ class VectorSpace:
         self.params = params
         self.db = ImmediateDatabase(open_db(db_path).conn)  # no read-to-write upgrades
         self._lock = threading.RLock()
-        self._lock_file = _take_writer_lock(directory)
+        self._lock_fd: int | None = _take_writer_lock(directory)
         try:
             self.store = VectorStore.open(directory, space=space, model_id=model_id, dim=dim)
         except BaseException:
-            self._lock_file.close()
+            os.close(self._lock_fd)
             self.db.conn.close()
             raise
         self.model_id = self.store.model_id
@@ -495,34 +495,19 @@ class VectorSpace:
                     self.store.close()
                 with contextlib.suppress(sqlite3.Error):
                     self.db.conn.close()
-                if self._lock_file is not None:
-                    self._lock_file.close()
-                    self._lock_file = None
+                if self._lock_fd is not None:
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
 
 
-def _take_writer_lock(directory: Path) -> Any:
+def _take_writer_lock(directory: Path) -> int:
+    """The descriptor holding ``writer.lock`` (held for the writer's life; ``os.close`` it).
+    Raises SpaceBusyError at once if another process holds it."""
     directory.mkdir(parents=True, exist_ok=True)
-    handle = open(directory / WRITER_LOCK, "a+b")  # noqa: SIM115 - held for the writer's life
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as err:
-        handle.close()
-        raise SpaceBusyError(f"another process writes {directory} (is the daemon running?)") from err
-    return handle
-
-
-def writer_running(directory: Path) -> bool:
-    """True when some process holds the space's writer lock."""
-    path = directory / WRITER_LOCK
-    if not path.exists():
-        return False
-    with open(path, "a+b") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        return False
+    fd = try_lock(directory / WRITER_LOCK)
+    if fd is None:
+        raise SpaceBusyError(f"another process writes {directory} (is the daemon running?)")
+    return fd
 
 
 def iter_spaces(state: Path) -> Iterable[Path]:
