@@ -18,6 +18,9 @@ capability is a :class:`Capability` value: its ``name`` and what it contributes 
   ``(item row) -> TextFacts`` (see :mod:`handlers.search.item_text`);
 - ``subscribers``: event subscribers, ``"module:function"``, each ``(Context) -> EventSink``;
   the daemon adds what they return to its fan-out sink (:class:`harbord.events.FanOut`);
+- ``tasks``: background tasks of the daemon, ``"module:function"``, each an ``async
+  (Context, stop: asyncio.Event) -> None`` that returns once ``stop`` is set; supervised
+  (restarted with backoff after a crash) like the daemon's own tasks;
 - ``routes``: HTTP routes, ``"module:attr"`` (for the HTTP API issue).
 
 Everything named as ``"module:attr"`` is imported on first use (:func:`resolve`), so listing the
@@ -81,6 +84,7 @@ class Capability:
     text: Sequence[str] = ()
     routes: Sequence[str] = ()
     subscribers: Sequence[str] = ()
+    tasks: Sequence[str] = ()
 
 
 def resolve(ref: str) -> Any:
@@ -136,7 +140,8 @@ def config_sections() -> dict[str, type[BaseModel]]:
 
 def contributions(kind: str) -> list[Any]:
     """The resolved ``"module:attr"`` contributions of every capability for field ``kind``
-    (``"commands"``, ``"doctor"``, ``"text"``, ``"routes"``, ``"subscribers"``), in registry order."""
+    (``"commands"``, ``"doctor"``, ``"text"``, ``"routes"``, ``"subscribers"``, ``"tasks"``), in
+    registry order."""
     return [resolve(ref) for cap in capabilities() for ref in getattr(cap, kind)]
 
 

@@ -16,6 +16,7 @@ from sqlite_utils import Database
 
 from harbord.catalog import Catalog
 from harbord.config import Config
+from harbord.events import EventSink, NullSink
 from harbord.queue import JobQueue
 
 T = TypeVar("T")
@@ -32,6 +33,9 @@ class Context:
     catalog: Catalog
     queue: JobQueue = None  # type: ignore[assignment]  # built in __post_init__ when not given
     """The durable job table on ``db``, with the ``[pipeline]`` retry settings."""
+    events: EventSink = field(default_factory=NullSink)
+    """Where events go: the daemon sets its fan-out sink (MQTT outbox, subscribers) here, so a
+    capability's background work can announce what it finished (e.g. ``enriched``)."""
     _resources: dict[str, Any] = field(default_factory=dict)
     _closers: list[Callable[[], Any]] = field(default_factory=list)
 

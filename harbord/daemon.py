@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import sqlite3
@@ -87,6 +88,7 @@ class Daemon:
             self.sink.add(self.publisher)
         for subscriber in contributions("subscribers"):  # each: (Context) -> EventSink
             self.sink.add(subscriber(self.rt.ctx))
+        self.rt.ctx.events = self.sink
         self.runner = Runner(
             self.rt.ctx.queue, self.rt.handlers, self.sink,
             watch_roots=self.rt.ctx.watch_roots(), on_change=self._changed,
@@ -175,6 +177,9 @@ class Daemon:
                 tasks.append(self.supervisor.start(
                     f"worker-{index}", lambda: self.runner.work(self.stop_event)))
             tasks.append(self.supervisor.start("recheck", self._recheck))
+            for task in contributions("tasks"):  # each: async (Context, stop) -> None
+                tasks.append(self.supervisor.start(f"{task.__module__}.{task.__name__}",
+                                                   functools.partial(task, self.rt.ctx, self.stop_event)))
             tasks.append(asyncio.create_task(self._watch_broken(), name="commit-watch"))
             interval = watchdog_interval()
             if interval:

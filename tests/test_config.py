@@ -22,7 +22,7 @@ def _fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
         inner = getattr(ann, "__args__", (ann,))
         sub = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
         if sub is not None:
-            out += _fields(sub, name)
+            out += _fields(sub, f"{prefix}.{name}" if prefix else name)
         else:
             out.append((prefix, name))
     return out
@@ -30,7 +30,7 @@ def _fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
 
 def test_every_config_field_is_documented_in_the_example() -> None:
     text = EXAMPLE.read_text()
-    sections = re.split(r"^\[\[?([a-z_]+)\]\]?\s*$", text, flags=re.M)
+    sections = re.split(r"^\[\[?([a-z_.]+)\]\]?\s*$", text, flags=re.M)
     by_section = {sections[i]: sections[i + 1] for i in range(1, len(sections), 2)}
     missing = []
     for section, key in _fields(Config):

@@ -6,6 +6,13 @@ For now it contributes only the item text read from the ``items.enrichment`` col
 
 from __future__ import annotations
 
+from handlers.enrich.config import EnrichConfig
+from handlers.enrich.schema import MIGRATIONS
 from harbord.capability import Capability
 
-CAPABILITY = Capability(name="enrich", text=("handlers.enrich.text:facts",))
+CAPABILITY = Capability(
+    name="enrich",
+    config={"enrich": EnrichConfig},
+    migrations=MIGRATIONS,
+    text=("handlers.enrich.text:facts",),
+)
