@@ -64,7 +64,6 @@ import structlog
 
 import harbord
 from harbord.config import MqttConfig
-from harbord.events import EventSink, NullSink
 from harbord.txn import is_busy, ready
 
 log = structlog.get_logger("harbord.mqtt")
@@ -516,12 +515,3 @@ def _describe(err: BaseException) -> str:
     if isinstance(err, BaseExceptionGroup):
         return "; ".join(_describe(inner) for inner in err.exceptions)
     return f"{type(err).__name__}: {err}"
-
-
-def make_sink(
-    cfg: MqttConfig, db: sqlite_utils.Database, state: Callable[[], dict[str, Any]]
-) -> EventSink:
-    """The daemon's event sink: a :class:`Publisher`, or a NullSink when ``mqtt.enabled`` is false."""
-    if not cfg.enabled:
-        return NullSink()
-    return Publisher(cfg, db, state)

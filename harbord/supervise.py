@@ -69,9 +69,3 @@ class Supervisor:
     def healthy(self) -> bool:
         """True while every supervised task runs (none crashed and waiting, none given up)."""
         return not self.down
-
-    async def cancel_all(self) -> None:
-        """Cancel every task and wait for them."""
-        for task in self.tasks.values():
-            task.cancel()
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)

@@ -224,11 +224,6 @@ class SemanticIndex:
         live = await self.commit(item_id, vector_id)
         return {space.space: live} if live is not None else {}
 
-    async def delete_item(self, item_id: int) -> None:
-        """Remove the item's vector from search (the store keeps its bytes)."""
-        space = await self.space()
-        await offload.io(space.delete_item, item_id)
-
     async def save(self) -> bool:
         """Save the index now if it changed; returns True if it wrote."""
         if self._space is None:
