@@ -71,7 +71,7 @@ def test_every_step_is_a_handler_of_its_name() -> None:
 
 def test_capabilities_contribute_sections_and_pool_modules() -> None:
     assert [c.name for c in capabilities()] == ["files", "search", "enrich", "series"]
-    assert sorted(config_sections()) == ["embed", "index"]
+    assert sorted(config_sections()) == ["embed", "enrich", "index"]
     setup = pool_setup(["parse", "checksum", "probe"])
     assert setup["preload"] == ["handlers.files.naming", "handlers.files.probe"]
     assert setup["warmups"] == ["handlers.files.naming:warm_worker", "handlers.files.probe:warm_worker"]

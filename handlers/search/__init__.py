@@ -25,4 +25,5 @@ CAPABILITY = Capability(
     migrations=MIGRATIONS,
     commands=("handlers.search.commands:search", "handlers.search.commands:reindex"),
     doctor=("handlers.search.doctor:checks",),
+    subscribers=("handlers.search.subscriber:subscriber",),
 )
