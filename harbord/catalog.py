@@ -7,14 +7,21 @@ the single writer of catalog rows; CLI commands read, and ``retry`` flips job st
 Core schema (version = ``PRAGMA user_version``):
 
 - ``objects(hash PK, size, ext, path, refcount, created_at, verified_at)``: one row per stored
-  blob; ``refcount`` counts the ``files`` rows that point at it.
+  blob. ``refcount`` is legacy and no longer written (0 in new rows, stale in old ones): the
+  count of ``files`` rows pointing at the object is derived where it is read
+  (:meth:`Catalog.get_object`, through the ``files_object`` index).
 - ``items(id PK, object_hash UNIQUE, title, year, media_type, season, episode, parsed,
   probe, sidecars, enrichment, series, user_fields, source, created_at, updated_at)``:
-  one item per distinct content; JSON columns hold handler facts.
+  one item per distinct content; JSON columns hold handler facts. ``sidecars`` is legacy and
+  no longer written (``'{}'`` in new rows): an item's sidecars are the ``sidecars`` table's
+  rows (:meth:`Catalog.get_item`, :meth:`Catalog.sidecars_of`).
 - ``files(id PK, path, size, mtime, item_id, object_hash, source, job_id, present, seen_at)``:
   every path a content was seen at (duplicates are more files of one item).
 - ``sidecars(id PK, item_id, kind, source, path, size, job_id, seen_at)``: sidecar files
   (subtitles, info json, nfo, cover art, IA metadata) kept beside an item's object.
+
+The two legacy columns stay: dropping a column needs SQLite 3.35 (RHEL 9 ships 3.34), rewrites
+the table, and an old catalog's rows keep their old columns (new ones are only appended).
 - ``schema_versions(capability, version)``: each capability's own migration track; their
   tables (search: ``vectors``, ``vectors_staged``) are described in their own schema modules.
 - ``jobs``: see :mod:`harbord.queue`. ``outbox``: see :mod:`harbord.mqtt`.
@@ -129,9 +136,16 @@ def _m7_schema_versions(db: Database) -> None:
     db.execute("CREATE TABLE schema_versions (capability TEXT PRIMARY KEY, version INTEGER NOT NULL)")
 
 
+def _m8_files_object(db: Database) -> None:
+    """``files_object(object_hash)``: an object's reference count is the number of ``files``
+    rows pointing at it, counted through this index when read (``objects.refcount`` is no
+    longer kept)."""
+    db.execute("CREATE INDEX files_object ON files(object_hash)")
+
+
 MIGRATIONS: list[Migration] = [
     _m1_initial, _m2_vectors, _m3_sidecars, _m4_job_owner, _m5_object_verified, _m6_claim_order,
-    _m7_schema_versions,
+    _m7_schema_versions, _m8_files_object,
 ]
 """Schema migrations in order; migration ``i`` brings ``user_version`` from ``i`` to ``i + 1``.
 Append, never edit a released one."""
@@ -207,7 +221,7 @@ def _loads(row: dict[str, Any], *keys: str) -> dict[str, Any]:
     return row
 
 
-ITEM_JSON = ("parsed", "probe", "sidecars", "enrichment", "series", "user_fields")
+ITEM_JSON = ("parsed", "probe", "enrichment", "series", "user_fields")
 
 
 class Catalog:
@@ -218,15 +232,20 @@ class Catalog:
 
     # objects -----------------------------------------------------------------------------
     def get_object(self, file_hash: str) -> dict[str, Any] | None:
-        """The objects row for a BLAKE3 hex hash, or None."""
+        """The objects row for a BLAKE3 hex hash, or None; ``refcount`` is the number of
+        ``files`` rows pointing at it (derived, not the legacy column)."""
         rows = list(self.db.query("SELECT * FROM objects WHERE hash = ?", [file_hash]))
-        return rows[0] if rows else None
+        if not rows:
+            return None
+        row = rows[0]
+        row["refcount"] = int(self.db.execute(
+            "SELECT count(*) FROM files WHERE object_hash = ?", [file_hash]).fetchone()[0])
+        return row
 
     def add_object(self, file_hash: str, size: int, ext: str, path: str) -> bool:
         """Record a stored object (size in bytes); returns False when it was already known."""
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO objects(hash, size, ext, path, refcount, created_at) "
-            "VALUES (?, ?, ?, ?, 0, ?)",
+            "INSERT OR IGNORE INTO objects(hash, size, ext, path, created_at) VALUES (?, ?, ?, ?, ?)",
             [file_hash, size, ext, path, time.time()],
         )
         return cur.rowcount == 1
@@ -260,7 +279,6 @@ class Catalog:
             "episode": json.dumps(episode) if isinstance(episode, list) else episode,
             "parsed": json.dumps(parsed, default=str),
             "probe": json.dumps(job.probe, default=str),
-            "sidecars": json.dumps(job.sidecars),
             "enrichment": json.dumps(job.enrichment, default=str),
             "series": json.dumps(job.series, default=str),
             "source": job.source,
@@ -308,11 +326,13 @@ class Catalog:
             self.db.execute(f"UPDATE items SET {sets} WHERE id = ?", [*values.values(), item_id])
 
     def get_item(self, item_id: int) -> dict[str, Any] | None:
-        """One item with its JSON columns decoded, its object row and its files; or None."""
+        """One item with its JSON columns decoded, its sidecars (kind -> library path, from the
+        ``sidecars`` table: :meth:`sidecars_of`), its object row and its files; or None."""
         rows = list(self.db.query("SELECT * FROM items WHERE id = ?", [item_id]))
         if not rows:
             return None
         item = _loads(rows[0], *ITEM_JSON)
+        item["sidecars"] = self.sidecars_of(item_id)  # in the legacy column's place
         item["object"] = self.get_object(item["object_hash"]) if item["object_hash"] else None
         item["files"] = [
             {**row, "path": from_db(row["path"])} for row in self.db.query(
@@ -339,8 +359,8 @@ class Catalog:
     def add_file(self, job: Job, item_id: int, present: bool) -> None:
         """Record that ``job.path`` (size, mtime at settle) holds the content of ``item_id``.
 
-        Idempotent: the same path+size+mtime is recorded once, and bumps the object's refcount
-        once. ``present`` is False when the file was moved into the library.
+        Idempotent: the same path+size+mtime is recorded once (so counts once in the object's
+        refcount). ``present`` is False when the file was moved into the library.
         """
         with self.db.atomic():
             cur = self.db.execute(
@@ -349,11 +369,7 @@ class Catalog:
                 [to_db(job.path), job.size, job.mtime, item_id, job.file_hash, job.source, job.id,
                  int(present), time.time()],
             )
-            if cur.rowcount == 1:
-                self.db.execute(
-                    "UPDATE objects SET refcount = refcount + 1 WHERE hash = ?", [job.file_hash]
-                )
-            else:
+            if cur.rowcount != 1:
                 self.db.execute(
                     "UPDATE files SET present = ? WHERE path = ? AND size = ? AND mtime = ?",
                     [int(present), to_db(job.path), job.size, job.mtime],
@@ -374,12 +390,16 @@ class Catalog:
     def add_sidecar(self, item_id: int, kind: str, source: str, path: str, size: int,
                     job_id: str | None) -> None:
         """Record that the sidecar found at ``source`` is kept for ``item_id`` at ``path``
-        (``size`` bytes). Idempotent per (item, kind, source)."""
-        self.db.execute(
+        (``size`` bytes); the item is then updated (``updated_at``). Idempotent per (item, kind,
+        source)."""
+        now = time.time()
+        cur = self.db.execute(
             "INSERT OR IGNORE INTO sidecars(item_id, kind, source, path, size, job_id, seen_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [item_id, kind, to_db(source), to_db(path), size, job_id, time.time()],
+            [item_id, kind, to_db(source), to_db(path), size, job_id, now],
         )
+        if cur.rowcount == 1:
+            self.db.execute("UPDATE items SET updated_at = ? WHERE id = ?", [now, item_id])
 
     def sidecars_of(self, item_id: int) -> dict[str, str]:
         """The kept sidecars of an item: kind -> library path (the first kept per kind)."""

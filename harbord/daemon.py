@@ -102,7 +102,7 @@ class Daemon:
 
     def state(self) -> dict[str, Any]:
         """The retained state snapshot (see README, ``<base>/state``)."""
-        return queries.snapshot(self.rt.ctx.catalog, self.rt.ctx.queue, active=len(self.runner.active))
+        return queries.snapshot(self.rt.ctx.catalog, self.rt.ctx.queue, active=self.runner.active)
 
     def _changed(self) -> None:
         if self.publisher is not None:
@@ -195,7 +195,7 @@ class Daemon:
             await self.stop_event.wait()
         finally:
             notifier.notify("STOPPING=1")
-            log.info("stopping", active=len(self.runner.active))
+            log.info("stopping", active=self.runner.active)
             await self.watcher.stop()
             await self._stop_workers(tasks)
             if self.publisher is not None:

@@ -44,7 +44,6 @@ class Claimed:
     job_id: str
     stage: int
     job: Job
-    attempts: int
 
 
 def backoff_seconds(attempts: int, base: float, cap: float) -> float:
@@ -135,10 +134,10 @@ class JobQueue:
                 return None
             got = self.db.execute(
                 "UPDATE jobs SET state = 'running', owner = ?, updated_at = ? WHERE id = ? "
-                "RETURNING id, stage, record, attempts",
+                "RETURNING id, stage, record",
                 [self.owner, now, job_id],
             ).fetchone()
-        return Claimed(got[0], int(got[1]), Job.from_json(got[2]), int(got[3]))
+        return Claimed(got[0], int(got[1]), Job.from_json(got[2]))
 
     def advance(self, job_id: str, stage: int, job: Job) -> None:
         """Record that stages before ``stage`` are done and ``job`` is what they produced."""

@@ -62,8 +62,8 @@ class Runner:
         self.sink = sink
         self.watch_roots = list(watch_roots)
         self.on_change = on_change
-        self.active: dict[str, str] = {}
-        """job id -> path of the jobs running now."""
+        self.active = 0
+        """How many jobs are running now."""
         self.wake = asyncio.Event()
 
     def submit(
@@ -103,7 +103,7 @@ class Runner:
         job = claimed.job
         last = len(self.handlers)
         finished = False
-        self.active[claimed.job_id] = job.path
+        self.active += 1
         structlog.contextvars.bind_contextvars(job_id=claimed.job_id)
         self.on_change()
 
@@ -136,7 +136,7 @@ class Runner:
             log.info("parked", path=job.path, stage=claimed.stage)
             raise
         finally:
-            self.active.pop(claimed.job_id, None)
+            self.active -= 1
             structlog.contextvars.unbind_contextvars("job_id")
             self.on_change()
         if not finished:  # nothing left to run (resumed after its last stage)

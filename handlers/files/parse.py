@@ -146,7 +146,6 @@ class Parse:
         with self.catalog.db.atomic():
             for side in kept:
                 self.catalog.add_sidecar(item["id"], side.kind, side.source, side.path, side.size, job.id)
-            self.catalog.update_item(item["id"], {"sidecars": self.catalog.sidecars_of(item["id"])})
         if job.action == "move":
             await flush(self.catalog.db)  # the sidecar is catalogued before its source goes
             warnings += await offload.io(remove_sources, kept)

@@ -253,7 +253,6 @@ class Store:
                 self.catalog.add_sidecar(item_id, side.kind, side.source, side.path, side.size, job.id)
             if kept:  # the item's sidecars: its library copies, not the drop folder's files
                 stored = dataclasses.replace(stored, sidecars=self.catalog.sidecars_of(item_id))
-                self.catalog.update_item(item_id, {"sidecars": stored.sidecars})
         if job.action == "move" and placed["source_present"]:
             await flush(self.catalog.db)  # what is known is on disk before the source goes
             with translate(file_errors("cannot remove the source after storing")):
