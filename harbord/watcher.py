@@ -215,7 +215,7 @@ class Watcher:
         self._kick.set()
 
     def _offer_tree(self, folder: Path, watch: WatchConfig, *, moved_in: bool, grace: float = 0.0) -> None:
-        for path in _walk(folder):
+        for path in walk_files(folder):
             if str(path) not in self.candidates:
                 self.offer(path, watch, moved_in=moved_in, grace=grace)
 
@@ -323,13 +323,16 @@ class Watcher:
         """
         before = len(self.candidates)
         for watch in self.watches if watches is None else watches:
-            for path in _walk(watch.path, recursive=watch.recursive):
+            for path in walk_files(watch.path, recursive=watch.recursive):
                 self.offer(path, watch, moved_in=False)
         return len(self.candidates) - before
 
 
-def _walk(folder: Path, recursive: bool = True) -> Iterator[Path]:
-    """Files (and symlinks) below ``folder``, not following symlinked folders."""
+def walk_files(folder: Path, recursive: bool = True) -> Iterator[Path]:
+    """Files (and symlinks) below ``folder`` in name order, not following symlinked folders and
+    not entering folders whose name starts with a dot; only ``folder``'s own files unless
+    ``recursive``. The one walk of a watched or given folder (the watcher's reconcile and
+    moved-in folders, ``harbord ingest FOLDER``)."""
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):

@@ -50,18 +50,14 @@ def _expand(paths: tuple[Path, ...]) -> Files:
     guessit and the folders above it (``/home/me``) are not. A file named on its own has no
     root: parse reads its last two parent folders.
     """
-    from harbord.watcher import hidden_below, is_partial
+    from harbord.watcher import hidden_below, is_partial, walk_files
 
     files: Files = []
     for given in paths:
         if given.is_dir():
             root = os.path.dirname(os.path.abspath(given))
-            for dirpath, dirnames, names in os.walk(given):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(names):
-                    path = Path(dirpath) / name
-                    if not is_partial(path) and not hidden_below(path, given):
-                        files.append((path, root))
+            files += [(path, root) for path in walk_files(given)
+                      if not is_partial(path) and not hidden_below(path, given)]
         else:
             files.append((given, None))
     return files
