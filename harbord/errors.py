@@ -6,12 +6,19 @@
     ├── ConfigError          startup refuses to run, prints the offending key
     ├── CatalogError         the SQLite catalog or job table cannot be used
     │   ├── CatalogDamagedError  quick_check failed, or the file is not a database
-    │   └── CatalogMismatchError the catalog is not the library's (empty beside stored objects)
+    │   ├── CatalogMismatchError the catalog is not the library's (empty beside stored objects)
+    │   └── UnknownItemError     no item has the id asked for
     ├── CapabilityError      a capability's own service failed (not tied to one job)
     │   ├── VectorError      the vector store or its id map is unusable (search)
     │   │   └── SpaceBusyError another process holds the embedding space's writer lock
     │   ├── IndexInvalid     a saved ANN index is missing, corrupt or stale: rebuild it
-    │   └── EmbeddingError   the embedding backend cannot load or run
+    │   ├── NoVectorError    the item asked for has no vector in the space (search --like)
+    │   ├── EmbeddingError   the embedding backend cannot load or run
+    │   └── ProviderError    a metadata provider could not answer (enrich)
+    │       ├── NotFound     it has nothing for the request: an answer, cached
+    │       ├── BadKey       the API key is missing or refused: the provider is paused
+    │       ├── RateLimited  429 / limit reached (retry_after seconds) -> later
+    │       └── Unavailable  network error, timeout, 5xx -> later
     └── HandlerError(handler, job_id)
         ├── RetryableError   network down, 429/5xx, disk full, file busy, database busy -> backoff
         │   └── FileReplacedError another file now has the job's name -> retry from the first stage
@@ -73,6 +80,10 @@ class CatalogMismatchError(CatalogError):
     library's catalog, and using it would forget the library."""
 
 
+class UnknownItemError(CatalogError):
+    """No catalog item has the id (or hash, or path) asked for."""
+
+
 class CapabilityError(HarbordError):
     """A capability's own service failed (its store, index, model), not one job's input; the
     step that meets it translates it into a RetryableError or PermanentError."""
@@ -95,8 +106,44 @@ class IndexInvalid(CapabilityError):  # noqa: N818 - reads as a state: "the inde
         self.reason = reason
 
 
+class NoVectorError(CapabilityError):
+    """The item asked for (``search --like``) has no vector in the embedding space: unknown,
+    or not embedded (yet)."""
+
+
 class EmbeddingError(CapabilityError):
     """The embedding backend cannot be loaded or fails on an input."""
+
+
+class ProviderError(CapabilityError):
+    """A metadata provider could not answer; ``provider`` names it (``"tmdb"``, ``"omdb"``,
+    ``"musicbrainz"``)."""
+
+    def __init__(self, provider: str, message: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+
+
+class NotFound(ProviderError):  # noqa: N818 - an answer, not a failure
+    """The provider answered that it has nothing for the request (cached as ``not_found``)."""
+
+
+class BadKey(ProviderError):  # noqa: N818 - reads as the state of the key
+    """The API key is missing, invalid or revoked (TMDb 401 ``status_code`` 7, OMDb 401
+    "Invalid API key!"); the provider is paused until the config changes."""
+
+
+class RateLimited(ProviderError):  # noqa: N818 - reads as a state
+    """429 (or OMDb's "Request limit reached!"); ``retry_after`` is seconds to wait (the
+    ``Retry-After`` header when sent), or None."""
+
+    def __init__(self, provider: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(provider, message)
+        self.retry_after = retry_after
+
+
+class Unavailable(ProviderError):  # noqa: N818 - reads as a state
+    """Network error, timeout, or a 5xx: try again later."""
 
 
 class HandlerError(HarbordError):
