@@ -33,7 +33,7 @@ from harbord.errors import ConfigError
 
 WatchKind = Literal["inbox", "internet_archive", "youtube", "photos"]
 Action = Literal["move", "copy", "link", "keep"]
-DEFAULT_HANDLERS = ["parse", "probe", "checksum", "store", "embed", "index"]
+DEFAULT_HANDLERS = ["parse", "probe", "checksum", "store", "enrich", "embed", "index"]
 S = TypeVar("S", bound=BaseModel)
 
 

@@ -62,7 +62,7 @@ def test_loading_the_config_and_the_cli_imports_no_step_and_no_library_of_one() 
 
 
 def test_every_step_is_a_handler_of_its_name() -> None:
-    assert list(STEPS) == ["parse", "probe", "checksum", "store", "embed", "index"]
+    assert list(STEPS) == ["parse", "probe", "checksum", "store", "embed", "index", "enrich"]
     for name in STEPS:
         cls = STEPS[name]
         assert cls.name == name and isinstance(cls, type) and hasattr(cls, "from_context")
