@@ -15,7 +15,9 @@ import structlog
 
 from harbord.pathtext import display
 
-EVENT_TYPES = ("queued", "stage", "ingested", "duplicate", "failed", "dead")
+EVENT_TYPES = ("queued", "stage", "ingested", "duplicate", "failed", "dead", "enriched", "edited")
+"""Job transitions, then item events: ``enriched`` (metadata added, in the background or on
+request: ``item_id``, ``title``, ``year``, ``poster``) and ``edited`` (a person changed fields)."""
 
 
 class EventSink(Protocol):

@@ -12,6 +12,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -144,8 +145,13 @@ class Runner:
             self.queue.finish(claimed.job_id, "ingested", job)
         log.info("ingested", job_id=claimed.job_id, path=job.path, item_id=job.item_id,
                  media_type=job.media_type, title=job.parsed.get("title"), object=job.object_path)
+        known: dict[str, Any] = job.enrichment if job.enrichment.get("status") == "done" else {}
+        artwork: dict[str, Any] = known["artwork"] if isinstance(known.get("artwork"), dict) else {}
         self.sink.emit(make_event("ingested", claimed.job_id, job.path, item_id=job.item_id,
-                                  media_type=job.media_type, title=job.parsed.get("title"),
+                                  media_type=job.media_type,
+                                  title=known.get("title") or job.parsed.get("title"),
+                                  year=known.get("year") or job.parsed.get("year"),
+                                  poster=artwork.get("poster") or job.sidecars.get("cover"),
                                   file_hash=job.file_hash))
         return "ingested"
 

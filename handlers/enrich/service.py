@@ -253,6 +253,7 @@ class EnrichService:
         query = Query(title=title, year=year, kind=kind,  # type: ignore[arg-type]
                       season=item.get("season") if isinstance(item.get("season"), int) else None)
         seen: list[Candidate] = []
+        raw: dict[int, dict[str, Any]] = {}
         decision = decide([])
         for search in search_plan(title, year, kind):  # type: ignore[arg-type]
             op = "search_movie" if kind == "movie" else "search_tv"
@@ -260,13 +261,20 @@ class EnrichService:
                 results = await self.call("tmdb", op, search.title, search.year)
             except NotFound:
                 results = []
+            for result in results:
+                if isinstance(result, Mapping) and "id" in result:
+                    raw.setdefault(int(result["id"]), dict(result))
             seen = unique([*seen, *candidates_from_tmdb({"results": results}, kind)])  # type: ignore[arg-type]
             decision = decide([score(query, c) for c in seen])
             if decision.status == "applied":
                 break
         if decision.status != "applied" or decision.best is None:
             return decision, None
-        return decision, await self._details(kind, decision.best.candidate.provider_id)
+        best = decision.best.candidate.provider_id
+        try:
+            return decision, await self._details(kind, best)
+        except NotFound:  # details gone (or not served): what the search said is still known
+            return decision, raw.get(best)
 
     async def _by_imdb(self, imdb_id: str, kind: str, year: int | None
                        ) -> tuple[Decision, dict[str, Any] | None]:

@@ -272,3 +272,23 @@ async def test_a_locked_field_survives_a_refresh_and_a_pin_sticks(make_ctx: Any)
     assert data["overview"] == "My own words."
     assert json.loads(ctx.db.execute("SELECT pin FROM enrich_state WHERE item_id = ?", [item]).fetchone()[0]) == {
         "tmdb": 604, "kind": "movie"}
+
+
+async def test_a_tv_episode_is_matched_to_its_series(make_ctx: Any) -> None:
+    ctx = make_ctx()
+    item = add_item(ctx, "Breaking.Bad.S01E01.720p.mkv", media_type="episode", title="Breaking Bad",
+                    season=1, episode=1)
+    ctx.db.execute("UPDATE items SET season = 1, episode = '1' WHERE id = ?", [item])
+    outcome = await EnrichService(ctx).enrich_item(item)
+    assert outcome.status == "done", outcome.why
+    data = enrichment(ctx, item)
+    assert data["kind"] == "tv" and data["tmdb_id"] == 1396
+    assert data["series"] == {"tmdb_id": 1396, "name": "Breaking Bad"}
+    assert data["year"] == 2008 and data["overview"]
+
+
+async def test_other_media_types_are_left_alone(make_ctx: Any, replay: ReplayServer) -> None:
+    ctx = make_ctx()
+    item = add_item(ctx, "song.mp3", media_type="music", title="A song")
+    assert (await EnrichService(ctx).enrich_item(item)).status == "none"
+    assert replay.count() == 0
