@@ -65,6 +65,9 @@ class EnrichConfig(Section):
     """How long a provider's answer is reused."""
     negative_ttl_days: float = Field(default=1.0, gt=0)
     """How long a "not found" answer is reused."""
+    retry_base_seconds: float = Field(default=60.0, gt=0)
+    """First wait before pending enrichment is tried again; doubles each time, up to 6 hours
+    (a provider's ``Retry-After`` wins when longer)."""
     tmdb: TmdbConfig = Field(default_factory=TmdbConfig)
     omdb: OmdbConfig = Field(default_factory=OmdbConfig)
     musicbrainz: MusicBrainzConfig = Field(default_factory=MusicBrainzConfig)

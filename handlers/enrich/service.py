@@ -58,7 +58,6 @@ log = structlog.get_logger(__name__)
 SHARED_KEY = "enrich"
 KINDS = {"movie": "movie", "episode": "tv"}
 """Media types enrichment applies to, and the TMDb kind searched for each."""
-RETRY_BASE_SECONDS = 60.0
 RETRY_MAX_SECONDS = 6 * 3600.0
 OMDB_PER_SECOND = 5.0
 GATE_SECONDS = 120.0
@@ -459,7 +458,7 @@ class EnrichService:
                  ) -> Outcome:
         state = self._state(item_id) or {}
         attempts = int(state.get("attempts") or 0) + 1
-        delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempts - 1))
+        delay = min(RETRY_MAX_SECONDS, self.cfg.retry_base_seconds * 2 ** (attempts - 1))
         if retry_after is not None:
             delay = max(delay, retry_after)
         pending = dict(old)
