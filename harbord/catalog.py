@@ -38,7 +38,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from harbord.capability import Migration
-from harbord.errors import CatalogError
+from harbord.errors import CatalogError, UnknownItemError
 from harbord.job import Job
 from harbord.pathtext import display, from_db, to_db
 
@@ -303,7 +303,8 @@ class Catalog:
 
     def update_item(self, item_id: int, fields: dict[str, Any], *, user: bool = False) -> None:
         """Set columns of one item. With ``user=True`` the columns become user-edited (locked
-        against handlers); otherwise user-edited columns are left as they are."""
+        against handlers); otherwise user-edited columns are left as they are. Raises
+        UnknownItemError for an unknown item, CatalogError for an unknown column."""
         allowed = {"title", "year", "media_type", "season", "episode", *ITEM_JSON}
         bad = set(fields) - allowed
         if bad:
@@ -311,7 +312,7 @@ class Catalog:
         with self.db.atomic():
             row = self.db.execute("SELECT user_fields FROM items WHERE id = ?", [item_id]).fetchone()
             if row is None:
-                raise CatalogError(f"no item {item_id}")
+                raise UnknownItemError(f"no item {item_id}")
             locked = set(json.loads(row[0]))
             if user:
                 locked |= set(fields)

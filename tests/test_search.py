@@ -28,6 +28,7 @@ from handlers.search.vectors import VectorSpace
 from harbord.catalog import Catalog, open_db
 from harbord.config import Config, PathsConfig
 from harbord.context import Context
+from harbord.errors import NoVectorError
 from harbord.job import Job
 from tests.support.fixtures import FIXTURES, recorded_objects
 
@@ -189,7 +190,7 @@ def test_like_finds_neighbours_of_an_item(library: Library) -> None:
     assert {"The Matrix Revolutions", "The Matrix"} & {h.title for h in hits[:3]}
     deadpool = run_search(library.config, None, k=3, like=library.ids["Deadpool 2"][0])
     assert "Deadpool" in [h.title for h in deadpool]
-    with pytest.raises(KeyError):
+    with pytest.raises(NoVectorError):
         run_search(library.config, None, like=999_999)
 
 

@@ -23,7 +23,7 @@ from handlers.search.config import embed_config, index_config
 from handlers.search.reader import SEARCH_TYPES, Hit
 from harbord.cli.common import fail
 from harbord.config import Config
-from harbord.errors import HarbordError
+from harbord.errors import HarbordError, NoVectorError
 
 
 def _print_hits(hits: list[Hit], as_json: bool) -> None:
@@ -49,8 +49,8 @@ def run_search(config: Config, query: str | None, *, k: int = 10, media_type: st
 
     Exactly one of ``query`` (text, embedded with the configured backend) and ``like`` (an
     item id whose stored vector is the query; the item itself is left out) is used. Returns
-    ``[]`` for an empty or missing index. Raises KeyError when ``like`` names an item without
-    a vector, HarbordError subclasses for config/catalog/model problems.
+    ``[]`` for an empty or missing index. Raises NoVectorError when ``like`` names an item
+    without a vector, other HarbordError subclasses for config/catalog/model problems.
     """
     from handlers.search.ann import ann_params
     from handlers.search.embedders import load_embedder, space_info
@@ -68,7 +68,7 @@ def run_search(config: Config, query: str | None, *, k: int = 10, media_type: st
         if like is not None:
             vector = reader.vector_of(like)
             if vector is None:
-                raise KeyError(f"item {like} has no vector in space {info.space}")
+                raise NoVectorError(f"item {like} has no vector in space {info.space}")
             return reader.search(vector, k, media_type=media_type, exclude_item=like)
         if reader.dim is None:
             return []
@@ -97,8 +97,8 @@ def search(config: Config, query: str | None, media_type: str | None, k: int, as
         raise click.UsageError("give a QUERY or --like ITEM_ID (one of them)")
     try:
         hits = run_search(config, query, k=k, media_type=media_type, like=like)
-    except KeyError as err:
-        fail(str(err.args[0]), 1)
+    except NoVectorError as err:
+        fail(str(err), 1)
     except HarbordError as err:
         fail(str(err))
     _print_hits(hits, as_json)

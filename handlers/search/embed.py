@@ -26,6 +26,7 @@ from harbord.errors import (
     PermanentError,
     RetryableError,
     SpaceBusyError,
+    UnknownItemError,
     VectorError,
     translate,
 )
@@ -65,7 +66,7 @@ class Embed:
             raise PermanentError("no catalog item to embed (the 'store' step must run before 'embed')")
         with translate({
             **DATABASE_BUSY,
-            KeyError: lambda err: PermanentError(f"item {item_id} is not in the catalog"),
+            UnknownItemError: lambda err: PermanentError(f"item {item_id} is not in the catalog"),
             SpaceBusyError: RetryableError,  # (a VectorError: the more specific key wins)
             ConfigError: PermanentError, EmbeddingError: PermanentError, VectorError: PermanentError,
             OSError: lambda err: RetryableError(f"vector store write failed: {err}"),

@@ -35,7 +35,7 @@ from handlers.search.vectors import VectorSpace
 from harbord import offload
 from harbord.catalog import Catalog
 from harbord.config import Config
-from harbord.errors import EmbeddingError
+from harbord.errors import EmbeddingError, UnknownItemError
 
 if TYPE_CHECKING:
     from harbord.context import Context
@@ -206,17 +206,18 @@ class SemanticIndex:
         return await self._commit_batcher.submit((item_id, vector_id))
 
     async def input_for_item(self, item_id: int) -> EmbedInput:
-        """The embedding input for a catalog item. Raises KeyError when the item is unknown."""
+        """The embedding input for a catalog item. Raises UnknownItemError when the item is
+        unknown."""
         item = self.catalog.get_item(item_id)
         if item is None:
-            raise KeyError(f"no item {item_id}")
+            raise UnknownItemError(f"no item {item_id}")
         return choose_input(item, await self.embedder())
 
     async def reembed_item(self, item_id: int) -> dict[str, int]:
         """Re-embed an item from its catalog row and replace its vector.
 
         Returns ``{space: live vector id}``. Idempotent: an unchanged text keeps the vector.
-        Raises KeyError for an unknown item, EmbeddingError when the model fails.
+        Raises UnknownItemError for an unknown item, EmbeddingError when the model fails.
         """
         space = await self.space()
         inp = await self.input_for_item(item_id)
