@@ -19,6 +19,7 @@
     │       ├── BadKey       the API key is missing or refused: the provider is paused
     │       ├── RateLimited  429 / limit reached (retry_after seconds) -> later
     │       └── Unavailable  network error, timeout, 5xx -> later
+    ├── MediaError           a file is not usable media: empty, no track, no image (probe)
     └── HandlerError(handler, job_id)
         ├── RetryableError   network down, 429/5xx, disk full, file busy, database busy -> backoff
         │   └── FileReplacedError another file now has the job's name -> retry from the first stage
@@ -144,6 +145,13 @@ class RateLimited(ProviderError):  # noqa: N818 - reads as a state
 
 class Unavailable(ProviderError):  # noqa: N818 - reads as a state
     """Network error, timeout, or a 5xx: try again later."""
+
+
+class MediaError(HarbordError):
+    """A file's content is not usable media (:func:`handlers.files.probe.probe_file`): empty,
+    not a regular file, no audio/video track or image data, or MediaInfo cannot open it; the
+    message says which. Raised in the CPU pool (it pickles: one message argument); the probe
+    step turns it into a PermanentError, ``rebuild-catalog`` into an item's probe error."""
 
 
 class HandlerError(HarbordError):

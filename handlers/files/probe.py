@@ -27,7 +27,7 @@ from handlers.files.media_kinds import ext_of, media_type_for
 from handlers.files.naming import NAME_PENDING
 from handlers.files.oserrors import file_errors
 from harbord import offload
-from harbord.errors import PermanentError, translate
+from harbord.errors import MediaError, PermanentError, translate
 from harbord.job import Job
 
 if TYPE_CHECKING:  # annotations only: keeps pydantic/sqlite-utils/numpy out of the CPU pool's workers
@@ -135,7 +135,7 @@ def _photo_facts(source: Source) -> dict[str, Any]:
     width = _int(images[0].width) if images else _int(tags.get("EXIF ExifImageWidth"))
     height = _int(images[0].height) if images else _int(tags.get("EXIF ExifImageLength"))
     if not images and not tags:
-        return {"error": "no image data or EXIF found; corrupt or not a photo"}
+        raise MediaError("no image data or EXIF found; corrupt or not a photo")
     try:
         coords = get_gps_coords(tags)
     except (ArithmeticError, TypeError, ValueError):
@@ -187,38 +187,40 @@ def _read_facts(read: Callable[[Source], dict[str, Any]], path: str, fd: int,
 def probe_file(path: str, kind: str) -> dict[str, Any]:
     """Facts about the file at ``path``; ``kind`` is ``av``, ``photo`` or ``other``.
 
-    Runs in a worker process (top-level, plain data in and out). Returns the facts, or
-    ``{"error": reason}`` for a file that is empty, not regular, or has no audio/video track
-    (``av``) / no image data (``photo``). ``other`` files get ``size`` (bytes) and ``mime`` only.
-    Raises OSError if the file cannot be opened (missing, permission denied ...).
+    Runs in a worker process (top-level, plain data in and out). Returns the facts; ``other``
+    files get ``size`` (bytes) and ``mime`` only. Raises MediaError (the message says why) for
+    a file that is empty, not regular, or has no audio/video track (``av``) / no image data
+    (``photo``), or that MediaInfo cannot open; OSError if the file cannot be opened (missing,
+    permission denied ...).
     """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO must not hang the worker
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            return {"error": "not a regular file"}
+            raise MediaError("not a regular file")
         if st.st_size == 0:
-            return {"error": "empty file (0 bytes)"}
+            raise MediaError("empty file (0 bytes)")
         if kind == "other":
             return _clean({"size": st.st_size, "mime": mimetypes.guess_type(Path(path).name)[0]})
         try:
             facts = _read_facts(_photo_facts if kind == "photo" else _av_facts, path, fd, st)
         except RuntimeError as err:  # pymediainfo: "An error occured while opening ..."
-            return {"error": f"MediaInfo cannot open the file ({err})"}
+            raise MediaError(f"MediaInfo cannot open the file ({err})") from err
     finally:
         os.close(fd)
     if kind == "av" and not facts.get("video") and not facts.get("audio"):
-        return {"error": NO_AV}
-    return facts if "error" in facts else {"size": st.st_size, **facts}
+        raise MediaError(NO_AV)
+    return {"size": st.st_size, **facts}
 
 
 def probe_and_name(path: str, kind: str, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """:func:`probe_file`, then guessit's facts about ``name`` (see :func:`handlers.files.naming.guess`)
-    if the tags found have no title, else None. Runs in a worker process: one pool call."""
+    if the tags found have no title, else None. Runs in a worker process: one pool call. Raises
+    as :func:`probe_file`."""
     from handlers.files.naming import guess
 
     facts = probe_file(path, kind)
-    if "error" in facts or facts.get("tags", {}).get("title"):
+    if facts.get("tags", {}).get("title"):
         return facts, None
     return facts, guess(name)
 
@@ -272,13 +274,11 @@ class Probe:
         media_type = job.media_type or media_type_for(ext_of(job.path), {})
         kind = KIND.get(media_type, "other")
         name = job.parsed.get(NAME_PENDING)
-        with translate(file_errors()):
+        with translate({**file_errors(), MediaError: PermanentError}):
             if isinstance(name, str):
                 facts, guessed = await offload.cpu(probe_and_name, job.path, kind, name)
             else:
                 facts, guessed = await offload.cpu(probe_file, job.path, kind), None
-        if "error" in facts:
-            raise PermanentError(facts["error"])
         parsed = job.parsed
         if media_type == "music":
             parsed = music_parsed(parsed, facts.get("tags", {}), guessed)

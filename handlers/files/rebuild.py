@@ -170,6 +170,7 @@ def _examine(found: Found, probe: bool) -> dict[str, Any]:
     from handlers.files.hashing import hash_file
     from handlers.files.media_kinds import media_type_for
     from handlers.files.probe import KIND, probe_file
+    from harbord.errors import MediaError
 
     try:
         facts = hash_file(str(found.path))
@@ -179,12 +180,13 @@ def _examine(found: Found, probe: bool) -> dict[str, Any]:
     if probe and facts["hash"] == found.hash:
         kind = KIND.get(media_type_for(found.ext, {}), "other")
         try:
-            result = probe_file(str(found.path), kind)
+            out["probe"] = probe_file(str(found.path), kind)
+        except MediaError as err:
+            out["probe_error"] = str(err)
         except OSError as err:
-            result = {"error": err.strerror or str(err)}
+            out["probe_error"] = err.strerror or str(err)
         except Exception as err:  # a library failing on odd bytes must not stop the rebuild
-            result = {"error": f"{type(err).__name__}: {err}"}
-        out["probe" if "error" not in result else "probe_error"] = result.get("error", result)
+            out["probe_error"] = f"{type(err).__name__}: {err}"
     return out
 
 
