@@ -47,7 +47,7 @@ def test_a_version_4_catalog_opens_and_migrates_without_loss(tmp_path: Path) -> 
     try:
         assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert dict(db.execute("SELECT capability, version FROM schema_versions").fetchall()) == {
-            "search": 1, "enrich": 1}
+            "search": 1, "enrich": 2}
         for table in tables:  # every old row is there with its old values (new columns appended)
             new = db.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
             assert [row[: len(old[table][0])] for row in new] == old[table], table

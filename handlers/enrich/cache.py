@@ -52,9 +52,21 @@ class ResponseCache:
             "AND expires_at > ?", [provider, key, now]).fetchone()
         if row is None:
             self.misses += 1
+            self._count("cache_miss", now)
             return None
         self.hits += 1
+        self._count("cache_hit", now)
         return Cached(status=row[0], body=row[1], fetched_at=float(row[2]))
+
+    def _count(self, name: str, now: float) -> None:
+        self.db.execute("INSERT INTO enrich_counters(name, day, n) VALUES (?, ?, 1) "
+                        "ON CONFLICT(name, day) DO UPDATE SET n = n + 1", [name, utc_day(now)])
+
+    def hit_rate(self) -> float | None:
+        """Cache hits / lookups over every day counted, or None before the first lookup."""
+        counts = dict(self.db.execute("SELECT name, sum(n) FROM enrich_counters GROUP BY name").fetchall())
+        hits, misses = int(counts.get("cache_hit") or 0), int(counts.get("cache_miss") or 0)
+        return hits / (hits + misses) if hits + misses else None
 
     def put(self, provider: str, key: str, status: Status, body: str, now: float | None = None) -> None:
         """Keep ``body`` as the answer for ``key`` for the TTL of ``status``."""

@@ -55,6 +55,9 @@ def _daemon(config: Config) -> bool:
 def _select(ctx: Any, items: tuple[int, ...], every: bool, pending: bool, review: bool) -> list[int]:
     where = [ENRICHABLE]
     if items:
+        for item_id in items:
+            if ctx.catalog.get_item(int(item_id)) is None:
+                fail(f"no item {item_id}", code=1)
         return [int(i) for i in items]
     if pending or review:
         states = [s for s, on in (("pending", pending), ("needs_review", review)) if on]
@@ -188,11 +191,16 @@ def enrich(config: Config, items: tuple[int, ...], every: bool, pending: bool, r
                 _queue(ctx, ids)
                 results = _follow(ctx, ids, progress, timeout)
             else:
-                results = asyncio.run(_run_here(ctx, ids, refresh, progress))
+                # refresh=False: the answers were forgotten above, once for every item; forgetting
+                # again per item would drop what the items before it just fetched (same title or
+                # id) and ask the providers twice
+                results = asyncio.run(_run_here(ctx, ids, False, progress))
     _summary(results, as_json)
 
 
 def _stats(ctx: Any, as_json: bool) -> None:
+    from handlers.enrich.cache import ResponseCache
+
     db = ctx.db
     total = db.execute(f"SELECT count(*) FROM items WHERE {ENRICHABLE}").fetchone()[0]
     by_status = dict(db.execute("SELECT status, count(*) FROM enrich_state GROUP BY status").fetchall())
@@ -208,6 +216,7 @@ def _stats(ctx: Any, as_json: bool) -> None:
     data = {"items": total, "by_status": by_status, "by_source": by_source,
             "average_confidence": round(sum(confidences) / len(confidences), 3) if confidences else None,
             "cached_answers": cached,
+            "cache_hit_rate": ResponseCache(db).hit_rate(),
             "not_enriched": total - sum(by_status.values())}
     if as_json:
         print_json(json.dumps(data))
@@ -222,6 +231,8 @@ def _stats(ctx: Any, as_json: bool) -> None:
         table.add_row(f"source {source}", str(n))
     table.add_row("average confidence", str(data["average_confidence"]))
     table.add_row("cached answers", str(cached))
+    rate = data["cache_hit_rate"]
+    table.add_row("cache hit rate", "-" if rate is None else f"{rate:.0%}")
     out.print(table)
 
 
@@ -236,7 +247,12 @@ IDENTITY = re.compile(r"^(tmdb|tv|imdb):(tt\d{7,8}|\d+)$")
 @click.pass_obj
 def match(config: Config, item: int, identity: str | None, candidates: bool, as_json: bool) -> None:
     """Pin ITEM to IDENTITY (tmdb:603, tv:1396, imdb:tt0133093) and enrich it; or list its candidates."""
+    parsed = IDENTITY.match(identity) if identity is not None and not candidates else None
+    if identity is not None and not candidates and parsed is None:
+        fail(f"{identity!r}: give tmdb:ID, tv:ID or imdb:ttNNNNNNN")
     with _context(config) as ctx:
+        if ctx.catalog.get_item(item) is None:
+            fail(f"no item {item}", code=1)
         if candidates or identity is None:
             row = ctx.db.execute("SELECT candidates, why FROM enrich_state WHERE item_id = ?",
                                  [item]).fetchone()
@@ -252,14 +268,10 @@ def match(config: Config, item: int, identity: str | None, candidates: bool, as_
                               f"{c.get('distance', 0):.3f}", "; ".join(c.get("why") or []))
             out.print(table)
             return
-        parsed = IDENTITY.match(identity)
-        if parsed is None:
-            fail(f"{identity!r}: give tmdb:ID, tv:ID or imdb:ttNNNNNNN")
+        assert parsed is not None  # checked above
         scheme, value = parsed.groups()
         pin: dict[str, Any] = ({"imdb": value} if scheme == "imdb" else
                                {"tmdb": int(value), "kind": "tv" if scheme == "tv" else "movie"})
-        if ctx.catalog.get_item(item) is None:
-            fail(f"no item {item}", code=1)
         from handlers.enrich.service import EnrichService
 
         EnrichService(ctx).pin(item, pin)
@@ -270,13 +282,18 @@ def match(config: Config, item: int, identity: str | None, candidates: bool, as_
             results = _follow(ctx, [item], progress, 120.0)
         else:
             results = asyncio.run(_run_here(ctx, [item], False, progress))
+        row = ctx.db.execute("SELECT why FROM enrich_state WHERE item_id = ?", [item]).fetchone()
     _summary(results, as_json)
-    sys.exit(0 if results.get(item) == "done" else 1)
+    if results.get(item) != "done":
+        fail(f"item {item}: {identity} not applied ({results.get(item)}): {row[0] if row else '?'}", code=1)
 
 
 def _value(raw: str) -> Any:
     if raw.startswith("@"):
-        return Path(raw[1:]).read_text(encoding="utf-8").strip()
+        try:
+            return Path(raw[1:]).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as err:
+            fail(f"{raw}: cannot read {raw[1:]!r}: {getattr(err, 'strerror', None) or err}")
     return raw
 
 
@@ -302,6 +319,8 @@ def edit(config: Config, item: int, assignments: tuple[str, ...], unlock: tuple[
                 fail(f"{assignment!r}: give FIELD=VALUE or FIELD+=VALUE")
             value = _value(raw)
             if name in EDITABLE_COLUMNS:
+                if name == "year" and not re.fullmatch(r"\d{4}", value.strip()):
+                    fail(f"{assignment!r}: a year is four digits")
                 columns[name] = int(value) if name == "year" else value
                 enrichment[name] = columns[name]
             elif op == "+=" or name in LIST_FIELDS:
@@ -353,6 +372,8 @@ def soundtrack(config: Config, item: int, tracks: tuple[str, ...], file: Path | 
         data = json.loads(raw) if file.suffix == ".json" else tomllib.loads(raw)
         entries += list(data.get("tracks", []) if isinstance(data, dict) else data)
     with _context(config) as ctx:
+        if ctx.catalog.get_item(item) is None:
+            fail(f"no item {item}", code=1)
         if clear:
             ctx.db.execute("DELETE FROM soundtracks WHERE item_id = ? AND source = 'user'", [item])
         elif entries:

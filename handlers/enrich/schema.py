@@ -47,5 +47,12 @@ def _v1_tables(db: Database) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_tables,)
+def _v2_counters(db: Database) -> None:
+    """``enrich_counters(name, day, n)``: cache hits and misses per UTC day
+    (``cache_hit``/``cache_miss``), for ``harbord enrich --stats``."""
+    db.execute("CREATE TABLE IF NOT EXISTS enrich_counters (name TEXT NOT NULL, day TEXT NOT NULL, "
+               "n INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(name, day))")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_tables, _v2_counters)
 """Append, never edit a released one."""

@@ -62,6 +62,10 @@ RETRY_MAX_SECONDS = 6 * 3600.0
 OMDB_PER_SECOND = 5.0
 GATE_SECONDS = 120.0
 """Longest a request waits for its provider's rate limiter."""
+POLL_SECONDS = 2.0
+"""Longest the background task sleeps between looks at ``enrich_state``: items another process
+made due (``harbord enrich``/``match``/``edit`` while the daemon runs, which cannot set this
+process's :attr:`EnrichService.wake`) are started within this many seconds."""
 
 
 class TryLater(Exception):  # noqa: N818 - an outcome: the item's enrichment stays pending
@@ -411,9 +415,11 @@ class EnrichService:
                 if client is None:
                     continue
                 try:
-                    data = await offload.io(client.image, path, size)
+                    images = (await self.call("tmdb", "configuration")).get("images") or {}
+                    base = images.get("secure_base_url") or images.get("base_url")
+                    data = await offload.io(client.image, path, size, base)
                     await offload.io(write_atomic, target, data)
-                except (ProviderError, OSError) as err:
+                except (ProviderError, TryLater, ValueError, OSError) as err:
                     log.warning("artwork not stored", item_id=item["id"], error=str(err))
                     continue
             self.ctx.catalog.add_sidecar(int(item["id"]), kind, f"tmdb:{size}{path}", str(target),
@@ -538,10 +544,11 @@ async def background(ctx: Context, stop: asyncio.Event) -> None:
                 await service.enrich_item(item_id)
             except Exception as err:  # one item's trouble must not stop the others
                 log.warning("background enrichment failed", item_id=item_id, error=repr(err))
-                service._pending(item_id, {}, repr(err), None)
+                known = (service.ctx.catalog.get_item(item_id) or {}).get("enrichment")
+                service._pending(item_id, known if isinstance(known, dict) else {}, repr(err), None)
         wait = service.next_due()
         service.wake.clear()
-        timeout = 60.0 if wait is None else min(60.0, max(0.2, wait))
+        timeout = POLL_SECONDS if wait is None else min(POLL_SECONDS, max(0.2, wait))
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(service.wake.wait())]
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)

@@ -5,8 +5,9 @@ Shape (README, "``--json`` shapes")::
 
     {"status": "done|pending|needs_review|none", "source", "confidence", "tmdb_id", "imdb_id",
      "kind", "title", "original_title", "year", "overview", "tagline", "runtime_min", "genres",
+     "languages", "countries",
      "cast": [{"name", "character"}], "directors", "writers",
-     "ratings": {"imdb", "imdb_votes", "tmdb", "rotten_tomatoes", "metacritic"},
+     "ratings": {"imdb", "imdb_votes", "tmdb", "tmdb_votes", "rotten_tomatoes", "metacritic"},
      "content_rating", "soundtrack": {"source", "release_group_id", "tracks": [{"title",
      "artists", "length_seconds"}]}, "artwork": {"poster", "backdrop"}, "candidates": [...],
      "locked": [...], "why": "...", "series": {...} (episodes: "tmdb_id", "name"),
@@ -96,6 +97,9 @@ def compose(*, kind: str, details: Mapping[str, Any], episode: Mapping[str, Any]
         "tagline": details.get("tagline") or None,
         "runtime_min": runtime if isinstance(runtime, int) else None,
         "genres": _names(details.get("genres")),
+        "languages": [lang.get("english_name") or lang.get("name") or lang.get("iso_639_1")
+                      for lang in details.get("spoken_languages") or [] if isinstance(lang, Mapping)],
+        "countries": _names(details.get("production_countries")) or list(details.get("origin_country") or []),
         "cast": cast,
         "directors": directors,
         "writers": writers,
@@ -103,6 +107,7 @@ def compose(*, kind: str, details: Mapping[str, Any], episode: Mapping[str, Any]
             "imdb": rated.get("imdb"),
             "imdb_votes": rated.get("imdb_votes"),
             "tmdb": details.get("vote_average"),
+            "tmdb_votes": details.get("vote_count"),
             "rotten_tomatoes": rated.get("rotten_tomatoes"),
             "metacritic": rated.get("metacritic"),
         },
