@@ -126,7 +126,8 @@ async def test_an_imdb_id_in_an_nfo_is_resolved_through_find(make_ctx: Any, tmp_
     ctx = make_ctx()
     item = add_item(ctx, "matrix.mkv", title="matrix")
     nfo = tmp_path / "matrix.nfo"
-    nfo.write_text("<movie><title>x</title><uniqueid type=\"imdb\" default=\"true\">tt0133093</uniqueid></movie>")
+    nfo.write_text('<movie><title>x</title><uniqueid type="imdb" default="true">tt0133093</uniqueid>'
+                   "</movie>")
     ctx.catalog.add_sidecar(item, "nfo", str(nfo), str(nfo), nfo.stat().st_size, None)
     outcome = await EnrichService(ctx).enrich_item(item)
     assert outcome.status == "done", outcome.why
@@ -154,7 +155,8 @@ async def test_not_found_is_an_answer_and_cached(make_ctx: Any, replay: ReplaySe
     assert replay.count("tmdb") == asked  # the negative answers came from the cache
 
 
-async def test_a_bad_key_pauses_the_provider_and_ingestion_goes_on(make_ctx: Any, replay: ReplayServer) -> None:
+async def test_a_bad_key_pauses_the_provider_and_ingestion_goes_on(
+        make_ctx: Any, replay: ReplayServer) -> None:
     ctx = make_ctx()
     replay.bad_key("tmdb")
     service = EnrichService(ctx)
@@ -193,7 +195,8 @@ async def test_a_slow_provider_never_holds_the_job(make_ctx: Any, replay: Replay
     out = await step.handle(job)
     assert time.monotonic() - started < 2.0
     assert out == job
-    assert ctx.db.execute("SELECT status FROM enrich_state WHERE item_id = ?", [item]).fetchone()[0] == "pending"
+    state = ctx.db.execute("SELECT status FROM enrich_state WHERE item_id = ?", [item]).fetchone()
+    assert state[0] == "pending"
     replay.delay("tmdb", 0)
 
 
@@ -270,8 +273,8 @@ async def test_a_locked_field_survives_a_refresh_and_a_pin_sticks(make_ctx: Any)
     data = enrichment(ctx, item)
     assert data["tmdb_id"] == 604 and data["why"] == "pinned by a person"
     assert data["overview"] == "My own words."
-    assert json.loads(ctx.db.execute("SELECT pin FROM enrich_state WHERE item_id = ?", [item]).fetchone()[0]) == {
-        "tmdb": 604, "kind": "movie"}
+    pin = ctx.db.execute("SELECT pin FROM enrich_state WHERE item_id = ?", [item]).fetchone()[0]
+    assert json.loads(pin) == {"tmdb": 604, "kind": "movie"}
 
 
 async def test_a_tv_episode_is_matched_to_its_series(make_ctx: Any) -> None:
