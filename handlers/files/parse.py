@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from handlers.files.media_kinds import AUDIO_EXTS, AV_EXTS, ext_of, media_type_for
+from handlers.files.media_kinds import media_type_for
 from handlers.files.naming import NAME_PENDING, guess, guess_input
 from handlers.files.sidecar_store import keep_sidecars, remove_sources
 from handlers.files.sidecars import ART_EXTS, inspect_folder, sidecar_key, stem_candidates
@@ -28,6 +28,7 @@ from harbord import offload
 from harbord.errors import DATABASE_BUSY, PermanentError, Skip, translate
 from harbord.fsio import job_roots
 from harbord.job import Job
+from harbord.mediatypes import AUDIO_EXTS, AV_EXTS, ext_of
 from harbord.txn import flush, ready
 
 if TYPE_CHECKING:  # annotations only: keeps pydantic/sqlite-utils/numpy out of the CPU pool's workers

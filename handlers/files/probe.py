@@ -23,12 +23,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, TypeAlias
 
-from handlers.files.media_kinds import ext_of, media_type_for
+from handlers.files.media_kinds import media_type_for
 from handlers.files.naming import NAME_PENDING
 from handlers.files.oserrors import file_errors
 from harbord import offload
 from harbord.errors import MediaError, PermanentError, translate
 from harbord.job import Job
+from harbord.mediatypes import ext_of
 
 if TYPE_CHECKING:  # annotations only: keeps pydantic/sqlite-utils/numpy out of the CPU pool's workers
     from harbord.context import Context

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from handlers.files.media_kinds import ext_of
 from handlers.files.placement import make_file, ways_for
 from harbord.fsio import Source, open_source, real_roots
+from harbord.mediatypes import ext_of
 
 
 @dataclass(frozen=True)

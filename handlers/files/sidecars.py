@@ -19,8 +19,8 @@ from typing import Any, BinaryIO
 
 import defusedxml.ElementTree as SafeET
 
-from handlers.files.media_kinds import AV_EXTS, PHOTO_EXTS, ext_of
 from harbord.fsio import Refused, open_source, real_roots
+from harbord.mediatypes import AV_EXTS, PHOTO_EXTS, ext_of
 
 SUBTITLE_EXTS = ("srt", "ass", "ssa", "vtt", "idx", "sub")
 ART_EXTS = frozenset({"jpg", "jpeg", "png", "webp"})

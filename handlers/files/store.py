@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import structlog
 
 from handlers.files.hashing import hash_fd, unchanged
-from handlers.files.media_kinds import ext_of
 from handlers.files.oserrors import file_errors
 from handlers.files.placement import PLANS, make_file, ways_for
 from handlers.files.sidecar_store import Kept, keep_sidecars, remove_sources
@@ -37,6 +36,7 @@ from harbord import offload
 from harbord.errors import DATABASE_BUSY, FileReplacedError, PermanentError, Skip, translate
 from harbord.fsio import Source, fsync_path, job_roots, open_source
 from harbord.job import Job
+from harbord.mediatypes import ext_of
 from harbord.txn import flush, ready
 
 if TYPE_CHECKING:  # annotations only: keeps pydantic/sqlite-utils/numpy out of the CPU pool's workers

@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from handlers.search.config import EmbedConfig
+from harbord.mediatypes import kind_of
 
 Vectors = NDArray[np.float32]
 """An ``(n, dim)`` float32 array whose rows have unit L2 norm."""
@@ -138,17 +139,20 @@ def load_embedder(config: EmbedConfig) -> Embedder:
         return embedder
 
 
+MODALITY_OF_TYPE = {"photo": "image", "music": "audio", "movie": "video", "episode": "video",
+                    "video": "video"}
+"""An item's media type -> the embedder modality that reads its file."""
+
+MODALITY_OF_KIND = {"photo": "image", "audio": "audio"}
+"""A file's kind of media by its extension (:mod:`harbord.mediatypes`) -> the modality, for an
+item whose media type names none. Only images and audio, as before the table was shared: a
+video extension alone picks no modality (the item's text is embedded)."""
+
+
 def media_kind(path: str | Path, media_type: str | None) -> str | None:
-    """Which media modality a file is for an embedder (``image``, ``audio``, ``video``) or None."""
-    if media_type == "photo":
-        return "image"
-    if media_type == "music":
-        return "audio"
-    if media_type in ("movie", "episode", "video"):
-        return "video"
-    suffix = Path(path).suffix.lower()
-    if suffix in {".jpg", ".jpeg", ".png", ".webp", ".heic", ".tif", ".tiff", ".bmp", ".gif"}:
-        return "image"
-    if suffix in {".mp3", ".flac", ".ogg", ".opus", ".m4a", ".wav", ".aac"}:
-        return "audio"
-    return None
+    """Which media modality a file is for an embedder (``image``, ``audio``, ``video``) or None:
+    from the item's ``media_type``, else from the file's extension (the core's table)."""
+    if media_type in MODALITY_OF_TYPE:
+        return MODALITY_OF_TYPE[media_type]
+    kind = kind_of(str(path))
+    return MODALITY_OF_KIND.get(kind) if kind is not None else None
