@@ -49,6 +49,7 @@ from handlers.enrich.providers import BadKey, NotFound, ProviderError, RateLimit
 from harbord import offload
 from harbord.events import make_event
 from harbord.fsio import write_atomic
+from harbord.pathtext import from_db
 
 if TYPE_CHECKING:
     from harbord.context import Context
@@ -394,23 +395,28 @@ class EnrichService:
         ``<h>-poster.jpg`` / ``<h>-fanart.jpg`` (Kodi/Jellyfin names:
         https://kodi.wiki/view/Artwork_types); a poster a source or the user supplied is kept."""
         out: dict[str, str] = {}
-        sidecars = item.get("sidecars") or {}
         obj = (item.get("object") or {}).get("path")
         digest = item.get("object_hash")
         if not obj or not digest:
             return out
+        # (kind, source, path) of the item's sidecars; a "tmdb:" source is artwork fetched here
+        # for the identity of that time, which a later identity (harbord match) replaces
+        kept = [(str(k), from_db(src), from_db(path)) for k, src, path in self.ctx.db.execute(
+            "SELECT kind, source, path FROM sidecars WHERE item_id = ? ORDER BY id", [item["id"]])]
+        supplied = {k: path for k, src, path in kept if not src.startswith("tmdb:")}
         for kind, field, size, suffix in (("poster", "poster_path", "w500", "poster"),
                                            ("fanart", "backdrop_path", "w1280", "fanart")):
-            existing = ((sidecars.get("cover") or sidecars.get("poster")) if kind == "poster"
-                        else sidecars.get(kind))
+            existing = ((supplied.get("cover") or supplied.get("poster")) if kind == "poster"
+                        else supplied.get(kind))
             if existing:
                 out["poster" if kind == "poster" else "backdrop"] = str(existing)
                 continue
             path = details.get(field)
             if not isinstance(path, str) or not path:
                 continue
+            source = f"tmdb:{size}{path}"
             target = Path(obj).with_name(f"{digest}-{suffix}{Path(path).suffix or '.jpg'}")
-            if not target.exists():
+            if not (target.exists() and (kind, source) in {(k, src) for k, src, _ in kept}):
                 client = self.client("tmdb")
                 if client is None:
                     continue
@@ -422,7 +428,9 @@ class EnrichService:
                 except (ProviderError, TryLater, ValueError, OSError) as err:
                     log.warning("artwork not stored", item_id=item["id"], error=str(err))
                     continue
-            self.ctx.catalog.add_sidecar(int(item["id"]), kind, f"tmdb:{size}{path}", str(target),
+                self.ctx.db.execute("DELETE FROM sidecars WHERE item_id = ? AND kind = ? AND "
+                                    "source LIKE 'tmdb:%' AND source != ?", [item["id"], kind, source])
+            self.ctx.catalog.add_sidecar(int(item["id"]), kind, source, str(target),
                                          target.stat().st_size, None)
             out["poster" if kind == "poster" else "backdrop"] = str(target)
         return out
