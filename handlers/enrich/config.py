@@ -53,6 +53,10 @@ class MusicBrainzConfig(Section):
     host: str = "musicbrainz.org"
     """``host[:port]``."""
     https: bool = True
+    contact: str = ""
+    """An e-mail or URL for the User-Agent (``harbord/<version> ( <contact> )``): MusicBrainz
+    asks every client to name a way to reach its operator
+    (https://musicbrainz.org/doc/MusicBrainz_API/Rate_Limiting#Provide_meaningful_User-Agent_strings)."""
 
 
 class EnrichConfig(Section):

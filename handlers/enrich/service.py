@@ -138,7 +138,8 @@ class EnrichService:
             from harbord import __version__
 
             client = MusicBrainz(self.cfg.musicbrainz.host, self.cfg.musicbrainz.https, timeout,
-                                 __version__, before_request=gate)
+                                 __version__, contact=self.cfg.musicbrainz.contact or None,
+                                 before_request=gate)
         if client is None:
             self._pause(provider, "no API key configured" if provider != "musicbrainz" else "disabled")
             return None
