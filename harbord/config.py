@@ -30,9 +30,8 @@ from pydantic import (
 )
 
 from harbord.errors import ConfigError
+from harbord.job import Action, WatchKind
 
-WatchKind = Literal["inbox", "internet_archive", "youtube", "photos"]
-Action = Literal["move", "copy", "link", "keep"]
 DEFAULT_HANDLERS = ["parse", "probe", "checksum", "store", "enrich", "embed", "index"]
 S = TypeVar("S", bound=BaseModel)
 

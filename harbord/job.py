@@ -9,9 +9,18 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeAlias, get_args
 
-MEDIA_TYPES = ("movie", "episode", "music", "video", "photo", "other")
+WatchKind: TypeAlias = Literal["inbox", "internet_archive", "youtube", "photos"]
+"""A watched folder's kind (``[[watch]] kind``)."""
+JobSource: TypeAlias = Literal[WatchKind, "cli", "rebuild"]
+"""Where a job came from: a watched folder's kind, ``harbord ingest`` or ``rebuild-catalog``."""
+Action: TypeAlias = Literal["move", "copy", "link", "keep"]
+"""What store does with the dropped file (``[[watch]] action``, ``ingest --action``)."""
+MediaType: TypeAlias = Literal["movie", "episode", "music", "video", "photo", "other"]
+"""An item's kind of media, as the files capability names it."""
+
+MEDIA_TYPES: tuple[MediaType, ...] = get_args(MediaType)
 
 
 @dataclass(frozen=True)
@@ -19,7 +28,7 @@ class Job:
     """One file's progress through the chain.
 
     Fields filled by the core: ``id`` (stable job id, 32 hex chars), ``path`` (absolute path
-    of the dropped file), ``source`` (watch kind: inbox, internet_archive, youtube, photos, cli),
+    of the dropped file), ``source`` (:data:`JobSource`: a watch kind, cli or rebuild),
     ``watch_root`` (the watched folder it came from, or None), ``size`` (bytes) and ``mtime``
     (seconds since the epoch) at settle time, ``action`` (move|copy|link|keep).
 
@@ -33,14 +42,14 @@ store makes the object from that file and no other), ``object_path`` (path of th
 
     id: str
     path: str
-    source: str = "inbox"
+    source: JobSource = "inbox"
     watch_root: str | None = None
     size: int = 0
     mtime: float = 0.0
-    action: str = "move"
+    action: Action = "move"
     sidecars: dict[str, str] = field(default_factory=dict)
     parsed: dict[str, Any] = field(default_factory=dict)
-    media_type: str | None = None
+    media_type: MediaType | None = None
     probe: dict[str, Any] = field(default_factory=dict)
     file_hash: str | None = None
     file_id: list[int] | None = None

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
 
-from harbord.job import Job
+from harbord.job import Action, Job, JobSource
 from harbord.pathtext import display, from_db, to_db
 from harbord.procs import process_alive, process_start_ticks, process_token
 
@@ -76,9 +76,9 @@ class JobQueue:
         size: int,
         mtime: float,
         *,
-        source: str = "inbox",
+        source: JobSource = "inbox",
         watch_root: str | None = None,
-        action: str = "move",
+        action: Action = "move",
     ) -> tuple[str, bool]:
         """Add a job for a settled file (size in bytes, mtime in seconds).
 

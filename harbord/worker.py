@@ -20,7 +20,7 @@ from harbord.chain import Handler, run_chain
 from harbord.errors import FileReplacedError, HandlerError, PermanentError, RetryableError, Skip
 from harbord.events import EventSink, make_event
 from harbord.fsio import inside, real_roots
-from harbord.job import Job
+from harbord.job import Action, Job, JobSource
 from harbord.queue import Claimed, JobQueue
 from harbord.txn import ready
 
@@ -73,9 +73,9 @@ class Runner:
         size: int,
         mtime: float,
         *,
-        source: str = "inbox",
+        source: JobSource = "inbox",
         watch_root: str | None = None,
-        action: str = "move",
+        action: Action = "move",
     ) -> tuple[str, bool]:
         """Enqueue a settled file (size in bytes, mtime in seconds); emits ``queued`` when new.
 

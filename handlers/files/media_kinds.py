@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from harbord.job import MediaType
 from harbord.mediatypes import AUDIO_EXTS, PHOTO_EXTS, VIDEO_EXTS
 
 
-def media_type_for(ext: str, facts: dict[str, Any], *, from_ytdlp: bool = False, source: str = "") -> str:
+def media_type_for(ext: str, facts: dict[str, Any], *, from_ytdlp: bool = False,
+                   source: str = "") -> MediaType:
     """movie|episode|music|video|photo|other: audio/photo by extension; for video extensions a
     yt-dlp download or the photos watch kind is ``video``, then guessit's type decides (episode,
     movie when it found a title, else video); anything else is ``other``."""

@@ -18,13 +18,14 @@ from pathlib import Path
 from handlers.files.hashing import CHUNK
 from harbord.errors import PermanentError, RetryableError
 from harbord.fsio import Source, fsync_path, link_fd, rename_durably, temp_name
+from harbord.job import Action
 
 FICLONE = 0x40049409
 """``_IOW(0x94, 9, int)`` from linux/fs.h: share the source's extents with the destination."""
 NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK})
 NO_CLONE = frozenset({errno.EXDEV, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTTY, errno.EBADF})
 NO_COPY_RANGE = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
-PLANS = {
+PLANS: dict[Action, tuple[str, ...]] = {
     "move": ("link", "copy"), "copy": ("copy",), "link": ("link", "copy"), "keep": ("clone", "link", "copy"),
 }
 """Ways to make the object, in order, per action: ``link`` hardlink, ``clone`` reflink only,
@@ -49,7 +50,7 @@ _no_clone_devices: set[int] = set()
 again there, which saved creating and deleting a temp file per object (~0.4 ms on ext4 here)."""
 
 
-def ways_for(action: str, st: os.stat_result) -> tuple[str, ...]:
+def ways_for(action: Action, st: os.stat_result) -> tuple[str, ...]:
     """The ways :func:`make_file` may try for ``action`` and a source with stat ``st``.
 
     A source with more than one hardlink (``st_nlink > 1``: the same file has another name,

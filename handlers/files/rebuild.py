@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from harbord import daemon_lock
 from harbord.config import Config, ensure_dirs
@@ -60,7 +60,8 @@ SIDECAR_ONLY_EXTS = frozenset({"nfo", "xmp", *SUBTITLE_EXTS})
 """Extensions of files that are never objects: parse never makes an item of an ``.nfo``,
 ``.xmp`` or subtitle file, so ``<h>.nfo`` beside ``<h>.mkv`` is its sidecar."""
 TMP_NAME = "harbord.db.rebuild-tmp"
-SOURCE = "rebuild"
+SOURCE: Final = "rebuild"
+"""The recovered items' ``source`` (a :data:`harbord.job.JobSource`)."""
 
 
 @dataclass

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from handlers.files.placement import make_file, ways_for
 from harbord.fsio import Source, open_source, real_roots
+from harbord.job import Action
 from harbord.mediatypes import ext_of
 
 
@@ -75,7 +76,7 @@ def _same_bytes(src: Source, final: Path) -> bool:
     return True
 
 
-def keep_sidecars(sidecars: dict[str, str], object_path: str, media_path: str, action: str,
+def keep_sidecars(sidecars: dict[str, str], object_path: str, media_path: str, action: Action,
                   roots: Sequence[str] | None = None) -> tuple[list[Kept], list[str]]:
     """Make each sidecar (kind -> source path) beside ``object_path`` (runs in a thread).
 

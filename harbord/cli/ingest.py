@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -28,6 +28,7 @@ from harbord import daemon_lock
 from harbord.cli.common import console, fail, out, print_json, setup_logging
 from harbord.config import Config
 from harbord.events import EventSink, ListSink
+from harbord.job import Action
 from harbord.txn import ready
 
 if TYPE_CHECKING:
@@ -97,7 +98,8 @@ def _progress(quiet: bool) -> Progress:
                     console=console, disable=quiet)
 
 
-def _submit_all(runner: Runner, files: Files, action: str, progress: Progress, task: Any) -> dict[str, str]:
+def _submit_all(runner: Runner, files: Files, action: Action, progress: Progress,
+                task: Any) -> dict[str, str]:
     """Queue every file in one transaction; returns job id -> absolute path. A file queued
     before that failed is put back; one done before stays done (and counts as finished)."""
     settled: list[tuple[str, int, float, str | None]] = []
@@ -131,7 +133,7 @@ def _results(queue: JobQueue, ids: dict[str, str]) -> dict[str, Any]:
     return results
 
 
-async def _run_here(config: Config, files: Files, action: str, quiet: bool) -> dict[str, Any]:
+async def _run_here(config: Config, files: Files, action: Action, quiet: bool) -> dict[str, Any]:
     """Run the chain in this process (no daemon is running)."""
     from harbord.runtime import open_runtime
 
@@ -158,7 +160,7 @@ async def _run_here(config: Config, files: Files, action: str, quiet: bool) -> d
         await rt.aclose()
 
 
-async def _hand_over(config: Config, files: Files, action: str, quiet: bool, pid: int) -> dict[str, Any]:
+async def _hand_over(config: Config, files: Files, action: Action, quiet: bool, pid: int) -> dict[str, Any]:
     """Queue the files for the daemon ``pid`` and follow their jobs until each has ended
     (done, failed or dead) or the daemon has stopped (the rest is reported as it stands)."""
     from harbord.catalog import open_db
@@ -191,11 +193,11 @@ async def _hand_over(config: Config, files: Files, action: str, quiet: bool, pid
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--action", type=click.Choice(["move", "copy", "link", "keep"]), default="keep",
+@click.option("--action", type=click.Choice(get_args(Action)), default="keep",
               show_default=True, help="What happens to each file once stored.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file.")
 @click.pass_obj
-def ingest(config: Config, paths: tuple[Path, ...], action: str, as_json: bool) -> None:
+def ingest(config: Config, paths: tuple[Path, ...], action: Action, as_json: bool) -> None:
     """Ingest files or folders in the foreground through the same chain as the daemon.
 
     A running daemon does the work (the files are handed over to it). Exit 0 when every file
