@@ -7,12 +7,11 @@ in a thread.
 
 The pool uses the ``forkserver`` start method with the handler modules preloaded: the fork
 server imports them once and every worker is forked from it with nothing left to import; with
-``spawn`` every worker imported them itself, competing with the main process's own start-up.
-Measured on this 2-core machine kind (median of 3-4): ``harbord ingest`` of 1 file 1.29 ->
-1.17 s (CPU 1.79 -> 1.50 s), of 200 small files 4.35 -> 4.09 s (CPU 7.62 -> 7.04 s). Plain
-``fork`` is not an option: the daemon has threads (watchdog observer, executor threads).
+``spawn`` every worker imported them itself, competing with the main process's own start-up
+(0.1-0.3 s more per ``harbord ingest`` here; the figures: README, Benchmarks, History).
+Plain ``fork`` is not an option: the daemon has threads (watchdog observer, executor threads).
 The handler modules import ``harbord.context``/``harbord.catalog`` for type checking only, so
-the fork server's preload skips pydantic, sqlite-utils and numpy: 0.21 s instead of 0.55 s.
+the fork server's preload skips pydantic, sqlite-utils and numpy (it takes 0.21 s here).
 
 Workers are started by a background thread (:func:`configure` returns at once), so the fork
 server's imports run on the second core while the main process opens the database and queues

@@ -109,7 +109,7 @@ class JobQueue:
         The pending job comes from walking the ``jobs_claim(state, created_at)`` index; ``only``
         is applied in Python to the rows in claim order (the first is normally a match) rather
         than as an ``id IN (...)`` list, which bound one parameter per queued file per claim.
-        Measured here, per claim with 2,000 queued: 1.4 ms (sorting all runnable rows) -> ~0.05 ms.
+        A claim with 2,000 queued takes ~0.05 ms here.
         """
         if only is not None and not only:
             return None

@@ -230,7 +230,7 @@ def ingest(config: Config, paths: tuple[Path, ...], action: Action, as_json: boo
         for path in failed:
             out.print(f"[red]failed[/red] {results[path]['error']}", highlight=False)
     # Nothing is left to clean up but memory: freeze the objects made so far out of the
-    # collector's reach, so the interpreter's exit does not trace them all again (measured,
-    # 200 files: 0.26 s -> 0.03 s from the last output to the exit of this process).
+    # collector's reach, so the interpreter's exit does not trace them all again (200 files:
+    # ~0.2 s less from the last output to the exit of this process).
     gc.freeze()
     sys.exit(1 if failed else 0)
