@@ -23,6 +23,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,13 @@ KINDS = {"movie": "movie", "episode": "tv"}
 """Media types enrichment applies to, and the TMDb kind searched for each."""
 RETRY_MAX_SECONDS = 6 * 3600.0
 OMDB_PER_SECOND = 5.0
+MUSICBRAINZ_SPACING = 1.05
+"""Seconds per MusicBrainz token: 1 request/s is MusicBrainz's limit, and a token handed out
+exactly 1.000 s after the last one can reach the server a few ms early; 5% keeps every 1 s
+window at one request (bench/enrich.py measured 2 in one window at 1.00)."""
+PROVIDER_THREADS = {"tmdb": 4, "omdb": 2, "musicbrainz": 1}
+DOWN_SECONDS = 5.0
+"""How long a provider that failed with a network error or a 5xx is skipped (items go pending)."""
 GATE_SECONDS = 120.0
 """Longest a request waits for its provider's rate limiter."""
 POLL_SECONDS = 2.0
@@ -73,9 +81,11 @@ class TryLater(Exception):  # noqa: N818 - an outcome: the item's enrichment sta
     """A provider could not answer now (network, timeout, 5xx, 429); ``retry_after`` seconds
     when the provider said so."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, *, skipped: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.skipped = skipped
+        """The provider was not asked (it failed a moment ago): not an attempt of the item's."""
 
 
 @dataclass
@@ -100,14 +110,23 @@ class EnrichService:
         self.limiters = {
             "tmdb": AsyncLimiter(self.cfg.tmdb.requests_per_second, 1.0),
             "omdb": AsyncLimiter(OMDB_PER_SECOND, 1.0),
-            "musicbrainz": AsyncLimiter(1, 1.0),
+            "musicbrainz": AsyncLimiter(1, MUSICBRAINZ_SPACING),
         }
+        self._threads = {provider: ThreadPoolExecutor(count, thread_name_prefix=f"enrich-{provider}")
+                         for provider, count in PROVIDER_THREADS.items()}
+        """Each provider's own worker threads: a provider waiting for its rate limit (MusicBrainz
+        serialises its module-global client) never holds a thread the chain's file work needs."""
+        self.down_until: dict[str, float] = {}
+        """Provider -> monotonic time before which it is not asked again after a network failure
+        (a down service costs each item a state write, not a refused connection per request)."""
         self._clients: dict[str, Any] = dict(clients or {})
         self.paused: dict[str, str] = {}
         """Provider -> why it is skipped (no key, bad key); said once in the log."""
         self.requests: dict[str, int] = {"tmdb": 0, "omdb": 0, "musicbrainz": 0}
         self.wake = asyncio.Event()
         """Set to make the background task look for due items now."""
+        ctx.shared(f"{SHARED_KEY}-{id(self)}", lambda: self, close=lambda s: s.aclose())
+        """Closed (its threads stopped) with the context, like the shared service."""
 
     # providers ---------------------------------------------------------------------------
     def client(self, provider: str) -> Any | None:
@@ -184,11 +203,15 @@ class EnrichService:
         client = self.client(provider)
         if client is None:
             raise BadKey(provider, self.paused.get(provider, "unavailable"))
+        if (left := self.down_until.get(provider, 0.0) - time.monotonic()) > 0:
+            raise TryLater(f"{provider}: unavailable a moment ago; not asked again yet",
+                           retry_after=left, skipped=True)
         if provider == "omdb" and not self.budget.take():
             raise TryLater(f"omdb: daily budget of {self.budget.limit} requests spent",
                            retry_after=_seconds_to_utc_midnight())
+        loop = asyncio.get_running_loop()
         try:  # the client takes a limiter token before each request it makes (_gate)
-            data = await offload.io(getattr(client, op), *args)
+            data = await loop.run_in_executor(self._threads[provider], lambda: getattr(client, op)(*args))
         except NotFound:
             self.cache.put(provider, key, "not_found", "null")
             raise
@@ -198,7 +221,9 @@ class EnrichService:
         except RateLimited as err:
             raise TryLater(str(err), err.retry_after) from err
         except Unavailable as err:
+            self.down_until[provider] = time.monotonic() + DOWN_SECONDS
             raise TryLater(str(err)) from err
+        self.down_until.pop(provider, None)
         self.cache.put(provider, key, "ok", json.dumps(data, default=str))
         return data
 
@@ -330,7 +355,7 @@ class EnrichService:
                 return self._store(item_id, old, new, status, decision.reason)
             new = await self._facts(item, kind, details, decision, pin is not None)
         except TryLater as err:
-            return self._pending(item_id, old, str(err), err.retry_after)
+            return self._pending(item_id, old, str(err), err.retry_after, skipped=err.skipped)
         except BadKey as err:
             why = str(err)
             return self._store(item_id, old, {"status": "none", "why": why}, "none", why)
@@ -424,7 +449,8 @@ class EnrichService:
                 try:
                     images = (await self.call("tmdb", "configuration")).get("images") or {}
                     base = images.get("secure_base_url") or images.get("base_url")
-                    data = await offload.io(client.image, path, size, base)
+                    data = await asyncio.get_running_loop().run_in_executor(
+                        self._threads["tmdb"], client.image, path, size, base)
                     await offload.io(write_atomic, target, data)
                 except (ProviderError, TryLater, ValueError, OSError) as err:
                     log.warning("artwork not stored", item_id=item["id"], error=str(err))
@@ -469,12 +495,17 @@ class EnrichService:
              time.time()])
         return Outcome(status, merged, why)
 
-    def _pending(self, item_id: int, old: Mapping[str, Any], error: str, retry_after: float | None
-                 ) -> Outcome:
+    def _pending(self, item_id: int, old: Mapping[str, Any], error: str, retry_after: float | None,
+                 *, skipped: bool = False) -> Outcome:
+        """Leave the item pending: due after the backoff of its attempts (``Retry-After`` when
+        longer); ``skipped`` (the provider was not asked): due when the provider may be asked
+        again, without counting an attempt."""
         state = self._state(item_id) or {}
-        attempts = int(state.get("attempts") or 0) + 1
-        delay = min(RETRY_MAX_SECONDS, self.cfg.retry_base_seconds * 2 ** (attempts - 1))
-        if retry_after is not None:
+        attempts = int(state.get("attempts") or 0) + (0 if skipped else 1)
+        delay = min(RETRY_MAX_SECONDS, self.cfg.retry_base_seconds * 2 ** max(0, attempts - 1))
+        if skipped:
+            delay = retry_after or 0.0
+        elif retry_after is not None:
             delay = max(delay, retry_after)
         pending = dict(old)
         pending["why"] = f"waiting for the providers: {error}"
@@ -526,6 +557,8 @@ class EnrichService:
             if close is not None:
                 close()
         self._clients.clear()
+        for pool in self._threads.values():
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _seconds_to_utc_midnight(now: float | None = None) -> float:

@@ -38,6 +38,10 @@ class Enrich:
     def from_context(cls, ctx: Context) -> Enrich:
         """Build the step on the process's shared enrich service."""
         service = enrich_service(ctx)
+        if service.cfg.enabled:  # import the client libraries now, not on the first item's loop turn
+            import handlers.enrich.providers.musicbrainz
+            import handlers.enrich.providers.omdb
+            import handlers.enrich.providers.tmdb  # noqa: F401
         return cls(service, service.cfg.timeout_seconds)
 
     async def handle(self, job: Job) -> Job:

@@ -220,7 +220,7 @@ async def test_a_5xx_storm_and_a_down_service_leave_items_pending_until_it_is_ba
     stop = asyncio.Event()
     task = asyncio.create_task(background(ctx, stop))
     try:
-        for _ in range(100):
+        for _ in range(200):  # a provider that failed is skipped for DOWN_SECONDS (5 s) first
             states = [r[0] for r in ctx.db.execute("SELECT status FROM enrich_state ORDER BY item_id")]
             if states == ["done", "done"]:
                 break
