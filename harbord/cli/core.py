@@ -71,6 +71,9 @@ def show(config: Config, ref: str, as_json: bool) -> None:
     table.add_row("object", str((item.get("object") or {}).get("path")))
     table.add_row("parsed", json.dumps(item["parsed"], ensure_ascii=False))
     table.add_row("probe", json.dumps(item["probe"], ensure_ascii=False))
+    enrichment = item.get("enrichment") or {}
+    if enrichment.get("status"):
+        table.add_row("enrichment", f"{enrichment['status']}: {enrichment.get('why') or ''}")
     for f in item["files"]:
         table.add_row("file", f"{f['path']} ({'present' if f['present'] else 'moved'})")
     out.print(table)
