@@ -568,7 +568,7 @@ def _seconds_to_utc_midnight(now: float | None = None) -> float:
 
 def enrich_service(ctx: Context) -> EnrichService:
     """The process's :class:`EnrichService`, created on first call and closed by ``ctx.aclose()``."""
-    return ctx.shared(SHARED_KEY, lambda: EnrichService(ctx), close=lambda s: s.aclose())
+    return ctx.shared(SHARED_KEY, lambda: EnrichService(ctx))  # it registers its own close
 
 
 async def background(ctx: Context, stop: asyncio.Event) -> None:
